@@ -1,0 +1,421 @@
+"""The synthetic demo study (cpeval.demo) and its variable maps.
+
+The demo data are what a study team's SPSS export would look like, so these tests check the export itself
+(SPSS names, labels, user-missing codes), that the shipped maps name every variable, and that the data carry the
+signals later analyses are meant to find.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyreadstat
+import pytest
+import yaml
+
+from cpeval import demo
+from cpeval.errors import CpevalError
+from cpeval.resources import analysis_dir
+
+SEED = 2024
+CPIFS_ITEMS = ["com1", "com2", "com3", "com4", "ass1", "ass2", "ass3", "pla1", "pla2", "pla3",
+               "par1", "par2", "par3", "rel1", "rel2", "rel3", "rel4"]
+SCOPE_DOMAINS = ["leisure", "housing", "safety", "work", "finances", "education", "family", "health"]
+EQ5D_DIMS = ["mo", "sc", "ua", "pd", "ad"]
+# England 2018 EQ-5D-5L decrements (Devlin et al. 2018), level 1..5, written out here independently of cpeval
+ENGLAND_2018 = {
+    "mo": [0, 0.058, 0.076, 0.207, 0.274],
+    "sc": [0, 0.050, 0.080, 0.164, 0.203],
+    "ua": [0, 0.050, 0.063, 0.162, 0.184],
+    "pd": [0, 0.063, 0.084, 0.276, 0.335],
+    "ad": [0, 0.078, 0.104, 0.285, 0.289],
+}
+# the cpeval item names the maps must produce (instrument ids from instruments/*.yaml)
+SU_ITEMS = (
+    [f"wemwbs_{k}" for k in range(1, 15)]
+    + [f"rguk_{k}" for k in range(1, 28)]
+    + [f"scope_sat_{d}" for d in SCOPE_DOMAINS]
+    + [f"scope_opp_{d}" for d in SCOPE_DOMAINS]
+    + [f"eq5d5l_{d}" for d in EQ5D_DIMS] + ["eq5d5l_vas"]
+)
+CPIFS_SU = [f"cpifs_su_{i}" for i in CPIFS_ITEMS]
+CPIFS_W = [f"cpifs_w_{i}" for i in CPIFS_ITEMS] + [f"cpifs_w_ex_{d}" for d in ["com", "ass", "pla", "par", "rel"]]
+
+
+@pytest.fixture(scope="module")
+def study() -> demo.DemoStudy:
+    return demo.generate_demo_study(SEED)
+
+
+@pytest.fixture(scope="module")
+def maps() -> dict[str, dict]:
+    base = analysis_dir()
+    with open(base / "demo_study_map.yaml", encoding="utf-8") as fh:
+        study_map = yaml.safe_load(fh)
+    with open(base / "demo_workers_map.yaml", encoding="utf-8") as fh:
+        workers_map = yaml.safe_load(fh)
+    return {"participants": study_map, "workers": workers_map}
+
+
+@pytest.fixture(scope="module")
+def written(study, tmp_path_factory) -> dict:
+    return demo.write_demo_files(study, tmp_path_factory.mktemp("demo") / "nested" / "out")
+
+
+# ---- helpers: every value used below is a valid one (codes, system missing and planted errors removed)
+
+def _clean(frame: pd.DataFrame, columns: list[str], lo: float, hi: float) -> pd.DataFrame:
+    block = frame[columns].astype(float)
+    return block.where((block >= lo) & (block <= hi) & (block == np.round(block)))
+
+
+def _prorated_total(frame, columns, lo, hi, max_missing):
+    block = _clean(frame, columns, lo, hi)
+    answered = block.notna().sum(axis=1)
+    return (block.mean(axis=1) * len(columns)).where(answered >= len(columns) - max_missing)
+
+
+def _wemwbs(frame, prefix):
+    return _prorated_total(frame, [f"{prefix}WEMWBS{k}" for k in range(1, 15)], 1, 5, 3)
+
+
+def _rguk(frame, prefix):
+    return _prorated_total(frame, [f"{prefix}RGUK{k}" for k in range(1, 28)], 0, 1, 3)
+
+
+def _interviewed(frame, prefix):
+    return frame[[c for c in frame.columns if c.startswith(prefix)]].notna().any(axis=1)
+
+
+def _cpifs_su_mean(frame):
+    return _clean(frame, [f"T2_CPIFS_{i.upper()}" for i in CPIFS_ITEMS], 1, 9).mean(axis=1)
+
+
+def _cpifs_w_mean(workers):
+    return _clean(workers, [f"CPIFSW_{i.upper()}" for i in CPIFS_ITEMS], 1, 9).mean(axis=1)
+
+
+def _within(values: pd.Series, groups: pd.Series) -> pd.Series:
+    return values - values.groupby(groups).transform("mean")
+
+
+# ---- determinism
+
+def test_same_seed_gives_identical_data(study):
+    again = demo.generate_demo_study(SEED)
+    pd.testing.assert_frame_equal(again.participants, study.participants)
+    pd.testing.assert_frame_equal(again.workers, study.workers)
+    pd.testing.assert_frame_equal(again.planted_errors, study.planted_errors)
+    assert again.participant_meta == study.participant_meta
+    assert again.worker_meta == study.worker_meta
+
+
+def test_different_seed_gives_different_data(study):
+    other = demo.generate_demo_study(SEED + 1)
+    assert not other.participants.equals(study.participants)
+    assert not other.workers.equals(study.workers)
+
+
+def test_default_seed_is_2024(study):
+    pd.testing.assert_frame_equal(demo.generate_demo_study().participants, study.participants)
+
+
+def test_generation_is_fast():
+    start = time.perf_counter()
+    demo.generate_demo_study(7)
+    assert time.perf_counter() - start < 1.0
+
+
+# ---- structure and flow (checked for several seeds: the counts are part of the design, not luck)
+
+@pytest.mark.parametrize("seed", [SEED, 1, 17, 123456])
+def test_design_five_trusts_two_arms_ten_teams(seed):
+    s = demo.generate_demo_study(seed)
+    p, w = s.participants, s.workers
+    assert p["ID"].is_unique and w["WORKER"].is_unique
+    assert sorted(p["TRUST"].unique()) == [1, 2, 3, 4, 5]
+    assert p["TEAM"].nunique() == 10
+    teams = p[["TRUST", "TEAM", "ARM"]].drop_duplicates()
+    assert len(teams) == 10                                   # a team belongs to one trust and one arm
+    assert teams.groupby("TRUST")["ARM"].apply(lambda a: sorted(a) == [1, 2]).all()
+    sizes = p.groupby("TEAM").size()
+    assert sizes.between(10, 22).all()
+    # workers: 4-8 per team; every service user's worker is a worker of their own team
+    assert w.groupby("TEAM").size().between(4, 8).all()
+    assert set(w["TEAM"]) == set(p["TEAM"])
+    team_of_worker = w.set_index("WORKER")["TEAM"]
+    assert p["WORKER"].isin(team_of_worker.index).all()
+    assert (p["WORKER"].map(team_of_worker) == p["TEAM"]).all()
+    assert (w.groupby("TEAM")[["TRUST", "ARM"]].first() == teams.set_index("TEAM")[["TRUST", "ARM"]]).all().all()
+
+
+@pytest.mark.parametrize("seed", [SEED, 1, 17, 123456])
+def test_recruitment_and_interview_counts(seed):
+    p = demo.generate_demo_study(seed).participants
+    t1, t2 = _interviewed(p, "T1_"), _interviewed(p, "T2_")
+    assert 150 <= len(p) <= 170
+    assert 140 <= t1.sum() <= 160
+    assert 115 <= t2.sum() <= 140
+    assert not (t2 & ~t1).any()                               # nobody is followed up without a baseline
+    never = ~t1
+    assert never.sum() >= 1
+    item_cols = [c for c in p.columns if c.startswith(("T1_", "T2_"))]
+    assert p.loc[never, item_cols].isna().all().all()         # recruited, never interviewed: all items missing
+
+
+def test_dropout_related_to_baseline_wellbeing(study):
+    p = study.participants
+    t1, t2 = _interviewed(p, "T1_"), _interviewed(p, "T2_")
+    wb = _wemwbs(p, "T1_")
+    assert wb[t1 & ~t2].mean() < wb[t1 & t2].mean() - 1
+
+
+# ---- the maps name every variable written
+
+def _mapped_spss_names(study_map: dict) -> dict[str, str]:
+    names = dict(study_map["fixed"])
+    for stem, cp in study_map.get("repeated", {}).items():
+        for marker in study_map["timepoints"].values():
+            names[marker.get("prefix", "") + stem + marker.get("suffix", "")] = cp
+    for spss, spec in study_map.get("variables", {}).items():
+        names[spss] = spec["name"]
+    return names
+
+
+def test_study_map_names_every_spss_column(study, maps):
+    m = maps["participants"]
+    assert m["format"] == "wide"
+    assert list(m["timepoints"]) == ["baseline", "follow_up"]
+    mapped = _mapped_spss_names(m)
+    assert set(study.participants.columns) <= set(mapped), set(study.participants.columns) - set(mapped)
+    # every repeated stem exists at both time points; every irregular name exists in the file
+    for stem in m["repeated"]:
+        assert {f"T1_{stem}", f"T2_{stem}"} <= set(study.participants.columns), stem
+    assert set(m["variables"]) <= set(study.participants.columns)
+    assert {v["timepoint"] for v in m["variables"].values()} <= set(m["timepoints"])
+
+
+def test_study_map_produces_cpeval_names(maps):
+    m = maps["participants"]
+    assert m["fixed"] == {"ID": "participant_id", "TRUST": "trust_id", "TEAM": "team_id", "ARM": "arm",
+                          "WORKER": "worker_id", "AGE": "age", "SEX": "gender"}
+    assert sorted(m["repeated"].values()) == sorted(SU_ITEMS)
+    assert sorted(v["name"] for v in m["variables"].values()) == sorted(CPIFS_SU)
+    assert {"arm", "gender"} <= set(m["value_labels_as_text"])
+    assert m["missing_codes"]["all"] == [-9, -8] and m["missing_codes"]["AGE"] == [999]
+
+
+def test_workers_map_names_every_spss_column(study, maps):
+    m = maps["workers"]
+    assert m["format"] == "long" and m["timepoint"] == "follow_up"
+    assert set(m["fixed"]) == set(study.workers.columns)
+    values = list(m["fixed"].values())
+    assert len(values) == len(set(values))
+    assert {"worker_id", "trust_id", "team_id", "arm"} <= set(values)
+    assert sorted(v for v in values if v.startswith("cpifs_w_")) == sorted(CPIFS_W)
+    assert "arm" in m["value_labels_as_text"]
+
+
+# ---- values: valid apart from the planted errors, which are listed exactly
+
+def _planted_mask(study, dataset: str) -> pd.DataFrame:
+    frame = getattr(study, dataset)
+    mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for err in study.planted_errors.query("dataset == @dataset").itertuples():
+        mask.loc[err.row - 1, err.variable] = True
+    return mask
+
+
+@pytest.mark.parametrize("dataset", ["participants", "workers"])
+def test_values_valid_apart_from_planted_errors(study, dataset):
+    frame = getattr(study, dataset)
+    planted = _planted_mask(study, dataset)
+    ranges = demo.valid_ranges(dataset)
+    assert set(ranges) <= set(frame.columns)
+    codes = {-9.0, -8.0}
+    bad = []
+    for col, (lo, hi) in ranges.items():
+        x = frame[col].astype(float)
+        allowed = x.isna() | (x.between(lo, hi) & (x == np.round(x)))
+        if col == "AGE":
+            allowed |= x == 999
+        elif col.startswith(("T1_", "T2_", "CPIFSW_")):
+            allowed |= x.isin(codes)
+        else:
+            assert x.notna().all(), f"{col} has missing values"
+        wrong = ~allowed & ~planted[col]
+        bad += [(col, i, v) for i, v in x[wrong].items()]
+    assert bad == []
+    # and every planted cell is really outside the valid values
+    for col in ranges:
+        for value in frame.loc[planted[col], col]:
+            lo, hi = ranges[col]
+            assert not (lo <= value <= hi and value == round(value)), (col, value)
+
+
+def test_planted_errors_are_listed_exactly(study):
+    errs = study.planted_errors
+    assert 5 <= len(errs) <= 15
+    assert list(errs.columns)[:4] == ["dataset", "row", "id", "variable"]
+    assert not errs.duplicated(["dataset", "row", "variable"]).any()
+    for e in errs.itertuples():
+        frame = getattr(study, e.dataset)
+        id_col = "ID" if e.dataset == "participants" else "WORKER"
+        assert frame.loc[e.row - 1, e.variable] == e.value
+        assert frame.loc[e.row - 1, id_col] == e.id
+    # a mix of instruments, both time points, and both files
+    assert {"participants", "workers"} == set(errs["dataset"])
+    assert {"baseline", "follow_up"} <= set(errs["timepoint"].dropna())
+    prefixes = {v.split("_")[0] for v in errs["cpeval_variable"]}
+    assert {"wemwbs", "rguk", "eq5d5l", "scope", "cpifs"} <= prefixes
+
+
+def test_item_missingness_is_a_few_percent(study):
+    p = study.participants
+    t1 = _interviewed(p, "T1_")
+    items = p.loc[t1, [c for c in p.columns if c.startswith("T1_")]]
+    assert 0.01 <= items.isna().mean().mean() <= 0.06
+    assert 0.002 <= (items == -9).mean().mean() <= 0.02
+    assert 0.002 <= (items == -8).mean().mean() <= 0.02
+    assert 1 <= (p["AGE"] == 999).sum() <= 6
+    # but most people answered every WEMWBS item
+    wem = items[[f"T1_WEMWBS{k}" for k in range(1, 15)]]
+    assert wem.notna().all(axis=1).mean() > 0.5
+
+
+# ---- realism: levels close to mental-health service-user samples
+
+def test_baseline_levels_are_realistic(study):
+    p = study.participants
+    wem = _wemwbs(p, "T1_")
+    assert 37 <= wem.mean() <= 45 and 7 <= wem.std() <= 13
+    rg = _rguk(p, "T1_")
+    assert 9 <= rg.mean() <= 15
+    eq = _clean(p, [f"T1_EQ5D_{d.upper()}" for d in EQ5D_DIMS], 1, 5).dropna()
+    index = 1 - sum(np.asarray(ENGLAND_2018[d])[eq[f"T1_EQ5D_{d.upper()}"].astype(int) - 1] for d in EQ5D_DIMS)
+    assert 0.5 <= index.mean() <= 0.7
+
+
+def test_wemwbs_items_are_internally_consistent(study):
+    items = _clean(study.participants, [f"T1_WEMWBS{k}" for k in range(1, 15)], 1, 5).dropna()
+    k = items.shape[1]
+    alpha = k / (k - 1) * (1 - items.var(ddof=1).sum() / items.sum(axis=1).var(ddof=1))
+    assert 0.8 <= alpha <= 0.95
+
+
+# ---- fidelity: higher in implementation teams, and related to follow-up social capital
+
+def test_implementation_arm_has_higher_fidelity(study):
+    w = study.workers
+    by_arm_w = _cpifs_w_mean(w).groupby(w["ARM"]).mean()
+    assert by_arm_w[1] > by_arm_w[2] + 1
+    p = study.participants
+    by_arm_su = _cpifs_su_mean(p).groupby(p["ARM"]).mean()
+    assert by_arm_su[1] > by_arm_su[2] + 0.5
+
+
+def test_fidelity_correlates_with_follow_up_rguk_within_arm(study):
+    p = study.participants
+    d = pd.DataFrame({"fidelity": _cpifs_su_mean(p), "rguk": _rguk(p, "T2_"), "arm": p["ARM"]}).dropna()
+    assert len(d) > 100
+    r = _within(d["fidelity"], d["arm"]).corr(_within(d["rguk"], d["arm"]))
+    assert r > 0.1
+    # the worker's own rating points the same way
+    w = study.workers.set_index("WORKER")
+    d["worker_fidelity"] = p.loc[d.index, "WORKER"].map(_cpifs_w_mean(w))
+    d = d.dropna()
+    assert _within(d["worker_fidelity"], d["arm"]).corr(_within(d["rguk"], d["arm"])) > 0
+
+
+# ---- files
+
+def test_write_demo_files_returns_both_paths(written):
+    assert set(written) == {"participants", "workers"}
+    assert written["participants"].name == "demo_study.sav" and written["workers"].name == "demo_workers.sav"
+    assert all(path.is_file() and path.stat().st_size > 0 for path in written.values())
+
+
+def test_written_study_file_keeps_values_labels_and_missing_codes(study, written):
+    df, meta = pyreadstat.read_sav(str(written["participants"]), user_missing=True)
+    assert list(df.columns) == list(study.participants.columns)
+    pd.testing.assert_frame_equal(df, study.participants, check_dtype=False)
+    labels = meta.column_names_to_labels
+    assert all(labels[c] for c in df.columns)
+    assert labels["T1_WEMWBS1"].startswith("Baseline") and labels["T2_WEMWBS1"].startswith("6 months")
+    vl = meta.variable_value_labels
+    assert vl["ARM"] == {1: "implementation", 2: "control"}
+    assert vl["SEX"][1] == "male" and vl["SEX"][2] == "female" and 3 in vl["SEX"]
+    assert vl["TRUST"][1] == "Trust A"
+    assert vl["T1_WEMWBS1"][1] == "None of the time" and vl["T1_WEMWBS1"][5] == "All of the time"
+    assert vl["T2_RGUK27"][-9] == "Refused / not asked" and vl["T2_RGUK27"][-8] == "Don't know"
+    declared = {k: sorted(r["lo"] for r in v if r["lo"] == r["hi"]) for k, v in meta.missing_ranges.items()}
+    item_cols = [c for c in df.columns if c.startswith(("T1_", "T2_"))]
+    assert all(declared.get(c) == [-9, -8] for c in item_cols)
+    assert declared["AGE"] == [999]
+    assert all(len(v) <= 3 for v in meta.missing_ranges.values())
+    # read without user-missing: the codes become system missing
+    plain, _ = pyreadstat.read_sav(str(written["participants"]))
+    assert not plain[item_cols].isin([-9, -8]).any().any()
+    assert (plain["AGE"].dropna() < 999).all()
+    assert (df[item_cols] == -9).sum().sum() > 0
+
+
+def test_written_workers_file_keeps_values_labels_and_missing_codes(study, written):
+    df, meta = pyreadstat.read_sav(str(written["workers"]), user_missing=True)
+    pd.testing.assert_frame_equal(df, study.workers, check_dtype=False)
+    assert meta.variable_value_labels["ARM"] == {1: "implementation", 2: "control"}
+    assert meta.variable_value_labels["TEAM"][1] == "Trust A implementation team"
+    assert all(meta.column_names_to_labels[c] for c in df.columns)
+    for col in [c for c in df.columns if c.startswith("CPIFSW_")]:
+        assert [r["lo"] for r in meta.missing_ranges[col]] == [-9, -8]
+
+
+def test_write_into_a_file_path_is_a_cpeval_error(study, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    with pytest.raises(CpevalError, match="not_a_folder"):
+        demo.write_demo_files(study, blocker)
+
+
+def test_demo_map_paths_point_at_shipped_maps():
+    paths = demo.demo_map_paths()
+    assert paths["participants"].name == "demo_study_map.yaml" and paths["participants"].is_file()
+    assert paths["workers"].name == "demo_workers_map.yaml" and paths["workers"].is_file()
+
+
+# ---- through cpeval.io, once it exists
+
+def _read_through_io(path, map_path):
+    io = pytest.importorskip("cpeval.io", reason="cpeval.io is not importable yet (another engineer's module)")
+    load_map = getattr(io, "load_variable_map", None)
+    if load_map is None:
+        pytest.skip("cpeval.io has no load_variable_map yet")
+    result = io.read_data(path, variable_map=load_map(map_path))
+    data = result[0] if isinstance(result, tuple) else getattr(result, "data", result)
+    assert isinstance(data, pd.DataFrame)
+    return data
+
+
+def test_study_file_reads_through_cpeval_io(study, written):
+    data = _read_through_io(written["participants"], demo.demo_map_paths()["participants"])
+    n = len(study.participants)
+    assert len(data) == 2 * n
+    assert list(data.columns[:2]) == ["participant_id", "timepoint"]
+    assert set(data["timepoint"]) == {"baseline", "follow_up"}
+    assert set(data["arm"]) == {"implementation", "control"}
+    assert set(data["gender"].dropna()) <= {"male", "female", "other / prefer not to say"}
+    for col in ["trust_id", "team_id", "worker_id", "age", *SU_ITEMS, *CPIFS_SU]:
+        assert col in data.columns, col
+    assert not data[SU_ITEMS].isin([-9, -8]).any().any()
+    assert data.loc[data["timepoint"] == "baseline", CPIFS_SU].isna().all().all()
+
+
+def test_workers_file_reads_through_cpeval_io(study, written):
+    data = _read_through_io(written["workers"], demo.demo_map_paths()["workers"])
+    assert len(data) == len(study.workers)
+    assert set(data["timepoint"]) == {"follow_up"}
+    assert set(data["arm"]) == {"implementation", "control"}
+    for col in ["worker_id", "team_id", *CPIFS_W]:
+        assert col in data.columns, col
