@@ -1,0 +1,308 @@
+"""Command-line interface: thin click commands over cpeval.pipeline, cpeval.report and cpeval.demo.
+
+A user's mistake (bad file, bad value, bad definition or plan, unwritable output) prints one line
+``cpeval: error: ...`` on stderr and exits with code 2, never a traceback. Click's own usage errors also exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cpeval import __version__
+from cpeval.errors import CpevalError
+
+EXIT_USER_ERROR = 2
+
+_common_scoring_options = [
+    click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None,
+                 help="Variable map YAML (SPSS names -> cpeval names, wide -> long)."),
+    click.option("--instruments-dir", type=click.Path(file_okay=False), default=None,
+                 help="Folder of your own instrument definitions (they replace shipped ones of the same id)."),
+    click.option("--value-set", "value_sets", multiple=True, metavar="ID=FILE.csv",
+                 help="Use a value set/tariff table for an instrument, e.g. eq5d5l=crosswalk.csv. Repeatable."),
+    click.option("--encoding", default=None, help="Text encoding of a legacy .sav/.csv file (e.g. latin1)."),
+]
+
+
+def _with_options(options):
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def _echo_lines(lines):
+    for line in lines:
+        click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cpeval")
+def cli():
+    """cpeval: from a study's SPSS export to scored data and an HTML report.
+
+    Start with `cpeval demo` to see the whole chain on a synthetic study.
+    """
+
+
+# ------------------------------------------------------------------------------------------------ instruments
+
+
+@cli.group()
+def instruments():
+    """List and inspect instrument definitions."""
+
+
+@instruments.command("list")
+@click.option("--instruments-dir", type=click.Path(file_okay=False), default=None,
+              help="Also load your own definitions from this folder.")
+def instruments_list(instruments_dir):
+    """Print every instrument cpeval can score, with its scales."""
+    from cpeval.instruments import load_instruments
+
+    registry = load_instruments(instruments_dir)
+    for inst in registry.values():
+        n_unverified = len(inst.unverified)
+        flag = f"  ({n_unverified} unverified part{'s' if n_unverified != 1 else ''})" if n_unverified else ""
+        click.echo(f"{inst.id:<10} {inst.name}{flag}")
+        click.echo(f"{'':<10} items: {len(inst.items)}; scores: {', '.join(s.column for s in inst.scales)}")
+
+
+@instruments.command("show")
+@click.argument("instrument_id")
+@click.option("--instruments-dir", type=click.Path(file_okay=False), default=None,
+              help="Also load your own definitions from this folder.")
+def instruments_show(instrument_id, instruments_dir):
+    """Print one instrument's items, scales, value sets, sources and unverified parts."""
+    from cpeval.instruments import load_instruments
+
+    registry = load_instruments(instruments_dir)
+    if instrument_id not in registry:
+        raise CpevalError(f"unknown instrument '{instrument_id}'; expected one of {', '.join(registry)}")
+    inst = registry[instrument_id]
+    click.echo(f"{inst.name}  [{inst.id}, version {inst.version}]")
+    click.echo(f"definition: {inst.path}")
+    click.echo(f"source: {inst.source}")
+    if inst.missing_codes:
+        click.echo("missing codes: " + ", ".join(f"{c:g}" for c in inst.missing_codes))
+    click.echo("items:")
+    for item in inst.items:
+        role = f" [{item.role}]" if item.role != "item" else ""
+        derived = f" (or from {item.source_column})" if item.source_column else ""
+        reverse = " reverse-scored" if item.reverse else ""
+        click.echo(f"  {item.column:<22} {item.label}{role}; {item.response.describe()}{reverse}{derived}")
+    click.echo("scales:")
+    for s in inst.scales:
+        inputs = (f"of {s.of}" if s.of else
+                  f"of scales {', '.join(s.scales)}" if s.scales else f"{len(s.items)} items")
+        policy = f", at most {s.max_missing} missing" if s.max_missing else ""
+        rng = f", range {s.range[0]:g}-{s.range[1]:g}" if s.range else ""
+        vs = f", value set {s.value_set or '(none shipped: --value-set required)'}" if s.rule == "value_set" else ""
+        status = "verified" if s.verified else "UNVERIFIED"
+        click.echo(f"  {s.column:<22} {s.rule} {inputs}{policy}{rng}{vs} [{status}]")
+        click.echo(f"  {'':<22} {s.label}")
+    for vs in inst.value_sets.values():
+        click.echo(f"value set {vs.id}: {vs.name} ({'verified' if vs.verified else 'unverified'}); {vs.source}")
+    click.echo("verification:")
+    for v in inst.verification:
+        click.echo(f"  [{v['status']}] {v['fact']}" + (f" — {v['source']}" if v.get("source") else ""))
+    unverified = inst.unverified
+    if unverified:
+        click.echo("unverified (documented defaults; override with your own definition via --instruments-dir):")
+        for fact in unverified:
+            click.echo(f"  - {fact}")
+
+
+# ------------------------------------------------------------------------------------------------------ score
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@_with_options(_common_scoring_options)
+@click.option("--instrument", "instrument_ids", multiple=True, metavar="ID",
+              help="Score only this instrument (repeatable). Default: every instrument whose items are present.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Scored data: OUT.csv or OUT.sav (with variable and value labels).")
+@click.option("--qa", "qa_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the QA list (every odd value and what was done) to this CSV.")
+def score(input_path, map_path, instruments_dir, value_sets, encoding, instrument_ids, output, qa_path):
+    """Score the questionnaires in INPUT (.sav or .csv) and write the scored data."""
+    from cpeval.pipeline import run_scoring, summary_lines, write_qa, write_scored
+
+    _check_output(output, (".csv", ".sav"))
+    if qa_path:
+        _check_output(qa_path, (".csv",))
+    result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
+                         instrument_ids=instrument_ids, value_set_specs=value_sets, encoding=encoding)
+    write_scored(result, output)
+    if qa_path:
+        write_qa(result.qa, qa_path)
+    _echo_lines(summary_lines(result))
+    click.echo(f"wrote {output}" + (f" and {qa_path}" if qa_path else ""))
+
+
+def _check_output(path, suffixes):
+    """Fail before any work is done when an output name cannot be written."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        raise CpevalError(f"{path}: output must end in {' or '.join(suffixes)}")
+    if not p.parent.exists():
+        raise CpevalError(f"{path}: folder {p.parent} does not exist")
+
+
+# ----------------------------------------------------------------------------------------------------- report
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@_with_options(_common_scoring_options)
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
+              help="Analysis plan YAML (study name, design columns). Default: cpeval's standard column names.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The report: REPORT.html.")
+@click.option("--scored", "scored_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the scored data (.csv or .sav).")
+@click.option("--qa", "qa_path", type=click.Path(dir_okay=False), default=None, help="Also write the QA list (.csv).")
+@click.option("--suppress-below", type=click.IntRange(0, None), default=0, show_default=True,
+              help="Show counts below this number as '<N' (for reports circulated outside the study team).")
+@click.option("--timestamp", default=None,
+              help="Fixed 'generated' time for the report (same inputs + timestamp = same bytes).")
+def report(input_path, map_path, instruments_dir, value_sets, encoding, plan_path, output, scored_path, qa_path,
+           suppress_below, timestamp):
+    """Import, score and report on INPUT in one go: SPSS export -> HTML report."""
+    paths = _run_report(input_path, map_path=map_path, plan_path=plan_path, instruments_dir=instruments_dir,
+                        value_sets=value_sets, encoding=encoding, output=output, scored_path=scored_path,
+                        qa_path=qa_path, suppress_below=suppress_below, timestamp=timestamp)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_sets=(), encoding=None, output,
+                scored_path=None, qa_path=None, suppress_below=0, timestamp=None, echo=True):
+    from cpeval.pipeline import run_scoring, summary_lines, write_qa, write_scored
+    from cpeval.plan import default_plan, load_plan
+    from cpeval.report import build_study_context, render_study_report, write_report
+
+    _check_output(output, (".html",))
+    if scored_path:
+        _check_output(scored_path, (".csv", ".sav"))
+    if qa_path:
+        _check_output(qa_path, (".csv",))
+    plan = load_plan(plan_path) if plan_path else default_plan(study=Path(input_path).stem)
+    result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
+                         value_set_specs=value_sets, encoding=encoding)
+    _check_design_columns(result.data, plan)
+    # the report's QA summary covers import (user-missing codes) and scoring alike
+    scoring = dataclasses.replace(result.scoring, qa=result.qa)
+    context = build_study_context(scoring, plan.design, source_name=result.imported.source,
+                                  import_log=result.imported.log, generated=timestamp, suppress_below=suppress_below)
+    write_report(render_study_report(context), output)
+    written = [output]
+    if scored_path:
+        write_scored(result, scored_path)
+        written.append(scored_path)
+    if qa_path:
+        write_qa(result.qa, qa_path)
+        written.append(qa_path)
+    if echo:
+        _echo_lines(summary_lines(result))
+    return written
+
+
+def _check_design_columns(data, plan):
+    design = plan.design
+    needed = [design.participant, design.cluster, design.arm, design.timepoint] + ([design.site] if design.site else [])
+    absent = [c for c in needed if c not in data.columns]
+    if absent:
+        raise CpevalError(
+            f"{plan.source}: design column(s) {', '.join(absent)} not in the data; expected the columns named in the "
+            f"plan (data has: {', '.join(list(data.columns)[:12])}{' ...' if len(data.columns) > 12 else ''})"
+        )
+    arms = set(data[design.arm].dropna().astype(str))
+    unknown = sorted(arms - set(design.arms))
+    if unknown:
+        raise CpevalError(f"{plan.source}: column {design.arm} has value {unknown[0]!r}; expected "
+                          f"{design.treatment!r} or {design.control!r} (arm in the plan)")
+
+
+# ------------------------------------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the demo files (default: a new folder cpeval-demo[-N] in the current one).")
+@click.option("--seed", type=int, default=2024, show_default=True, help="Random seed: same seed, same study.")
+@click.option("--timestamp", default=None, help="Fixed 'generated' time for the report.")
+def demo(output_dir, seed, timestamp):
+    """Generate a synthetic Connecting People study and run the whole chain on it.
+
+    Writes the study's SPSS files, its variable maps and plan, the scored data, the QA list and report.html.
+    """
+    from cpeval.demo import generate_demo_study, write_demo_files
+    from cpeval.pipeline import run_scoring, write_scored
+    from cpeval.resources import analysis_dir
+
+    started = time.perf_counter()
+    folder = Path(output_dir) if output_dir else _new_folder(Path.cwd(), "cpeval-demo")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CpevalError(f"{folder}: cannot create the demo folder ({exc.strerror})") from None
+    study = generate_demo_study(seed=seed)
+    files = write_demo_files(study, folder)
+    for name in ("demo_study_map.yaml", "demo_workers_map.yaml", "demo_plan.yaml"):
+        shutil.copyfile(analysis_dir() / name, folder / name)
+    participants = Path(files["participants"])
+    written = _run_report(participants, map_path=folder / "demo_study_map.yaml", plan_path=folder / "demo_plan.yaml",
+                          output=folder / "report.html", scored_path=folder / "demo_study_scored.sav",
+                          qa_path=folder / "demo_study_qa.csv", timestamp=timestamp)
+    workers = run_scoring(files["workers"], map_path=folder / "demo_workers_map.yaml")
+    write_scored(workers, folder / "demo_workers_scored.sav")
+    click.echo(f"workers: {len(workers.data)} scored on {', '.join(i.id for i in workers.instruments)}")
+    click.echo(f"demo study (seed {seed}) in {folder}/ in {time.perf_counter() - started:.1f} s:")
+    for path in [participants, files["workers"], *written, folder / "demo_workers_scored.sav"]:
+        click.echo(f"  {Path(path).name}")
+    click.echo("the same report from the SPSS file, as a study team would run it:")
+    click.echo(f"  cpeval report {participants} --map {folder / 'demo_study_map.yaml'} "
+               f"--plan {folder / 'demo_plan.yaml'} -o {folder / 'report.html'}")
+
+
+def _new_folder(parent: Path, stem: str) -> Path:
+    candidate, n = parent / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{stem}-{n}"
+    return candidate
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def main(argv=None) -> None:
+    """Entry point: user errors exit 2 with one line, no traceback."""
+    try:
+        cli.main(args=argv, prog_name="cpeval", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("cpeval: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:  # usage errors: wrong option, missing argument
+        exc.show()
+        sys.exit(EXIT_USER_ERROR)
+    except CpevalError as exc:
+        click.echo(f"cpeval: error: {exc}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except PermissionError as exc:
+        click.echo(f"cpeval: error: {exc.filename}: permission denied", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except IsADirectoryError as exc:
+        click.echo(f"cpeval: error: {exc.filename}: is a folder; expected a file", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    main()
