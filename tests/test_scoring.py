@@ -282,3 +282,23 @@ def test_no_row_lost_scores_in_range_and_every_invalid_value_in_qa(rows):
     invalid = ~np.isnan(values) & ~np.isin(values, [1, 2, 3, 4, 5])
     assert invalid.sum() == len(result.qa)
     assert list(result.scales.columns) == SCALE_SUMMARY_COLUMNS
+
+
+def test_threaded_scoring_of_a_big_table_equals_sequential(monkeypatch):
+    # tables from _PARALLEL_ROWS rows on are validated and scored on two threads; results must not change
+    import cpeval.scoring as scoring_module
+
+    rng = np.random.default_rng(5)
+    n = scoring_module._PARALLEL_ROWS
+    frame = pd.DataFrame({f"wemwbs_{i}": rng.integers(0, 7, n).astype(float) for i in range(1, 15)})
+    frame.loc[rng.choice(n, 500, replace=False), "wemwbs_3"] = np.nan
+    for d in DIMS:
+        frame[f"eq5d5l_{d}"] = rng.integers(1, 6, n)
+    instruments = [REG["wemwbs"], REG["swemwbs"], REG["eq5d5l"]]
+    threaded = score(frame, instruments)
+    monkeypatch.setattr(scoring_module, "_PARALLEL_ROWS", n + 1)
+    sequential = score(frame, instruments)
+    pd.testing.assert_frame_equal(threaded.data, sequential.data)
+    pd.testing.assert_frame_equal(threaded.qa, sequential.qa)
+    pd.testing.assert_frame_equal(threaded.scales, sequential.scales)
+    assert len(threaded.qa) > 1000  # values 0 and 6 are out of range: plenty of QA records to order

@@ -16,7 +16,10 @@ Rules (``rule:`` in the YAML):
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +28,10 @@ import pandas as pd
 from cpeval.errors import CpevalError
 from cpeval.instruments import Instrument, Item, Scale, ValueSet
 from cpeval.qa import concat_qa, empty_qa, qa_frame
+
+# Column validation runs on two threads from this many rows on (below it, thread start-up costs more than it saves).
+_PARALLEL_ROWS = 50_000
+_WORKERS = min(2, os.cpu_count() or 1)
 
 SCALE_SUMMARY_COLUMNS = [
     "instrument", "instrument_name", "scale", "column", "label", "rule", "output_min", "output_max", "n_rows",
@@ -99,7 +106,9 @@ class _ItemValidator:
         self.row_numbers = row_numbers
         self.ids = ids
         self.cache: dict[str, np.ndarray] = {}
-        self.qa: list[pd.DataFrame] = []
+        self._local = threading.local()
+        self._order = {c: i for i, c in enumerate(data.columns)}
+        self.qa: dict[str, list[pd.DataFrame]] = {}  # by column, so the QA order never depends on threads
 
     def _record(self, column: str, mask: np.ndarray, raw: np.ndarray, reason: str, expected: str,
                 action: str = "treated as missing") -> None:
@@ -117,12 +126,27 @@ class _ItemValidator:
             "expected": expected,
             "action": action,
         })
-        self.qa.append(frame)
+        self.qa.setdefault(column, []).append(frame)
 
     def _scratch(self, n: int) -> np.ndarray:
-        if getattr(self, "_buffer", None) is None or len(self._buffer) != n:
-            self._buffer = np.empty(n)
-        return self._buffer
+        # one buffer per thread (columns are validated in parallel on big tables)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) != n:
+            buffer = self._local.buffer = np.empty(n)
+        return buffer
+
+    def prefetch(self, jobs: list[tuple[Item, str, tuple[float, ...]]]) -> None:
+        """Validate many columns at once, on two threads for big tables (NumPy releases the GIL)."""
+        jobs = [j for j in {job[1]: job for job in jobs}.values() if j[1] not in self.cache]
+        if len(self.data) >= _PARALLEL_ROWS and len(jobs) > 1:
+            with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                list(pool.map(lambda job: self.values(*job), jobs))
+        else:
+            for job in jobs:
+                self.values(*job)
+
+    def qa_tables(self) -> list[pd.DataFrame]:
+        return [frame for column in sorted(self.qa, key=self._order.get) for frame in self.qa[column]]
 
     def _mark(self, column: str, where: np.ndarray, raw: np.ndarray, reason: str, expected: str) -> None:
         if where.size:
@@ -217,15 +241,16 @@ def _aggregate(arrays: list[np.ndarray], rule: str, max_missing: int,
     gaps = np.flatnonzero(np.isnan(total))
     n_missing = np.zeros(n, dtype=np.int16)
     if gaps.size:
-        block = np.column_stack([a[gaps] for a in arrays])
+        block = np.array([a[gaps] for a in arrays])  # inputs x gap rows: each gather is contiguous
         missing = np.isnan(block)
-        gap_missing = missing.sum(axis=1)
+        gap_missing = np.count_nonzero(missing, axis=0)
         n_missing[gaps] = gap_missing
         answered = n_inputs - gap_missing
         if rule == "count":
-            gap_total = np.isin(block, count_codes).sum(axis=1).astype(float)
+            gap_total = np.count_nonzero(np.isin(block, count_codes), axis=0).astype(float)
         else:
-            gap_total = np.nansum(block, axis=1)
+            block[missing] = 0.0
+            gap_total = block.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             if rule in ("mean", "prorated_sum"):
                 gap_total = gap_total / answered * (n_inputs if rule == "prorated_sum" else 1)
@@ -264,43 +289,24 @@ class Scorer:
                        else np.arange(1, n + 1))
         ids = data[[c for c in ("participant_id", "timepoint") if c in data.columns]]
         validator = _ItemValidator(data, source, row_numbers, ids)
+        validator.prefetch([(item, column, inst.missing_codes) for inst in self.instruments for item in inst.items
+                            if (column := _item_source(item, data.columns)) is not None])
+        # instruments are independent once their columns are validated: score them on two threads for big tables
+        if n >= _PARALLEL_ROWS and len(self.instruments) > 1:
+            with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                parts = list(pool.map(lambda inst: self._score_instrument(inst, validator, data.columns, n, source),
+                                      self.instruments))
+        else:
+            parts = [self._score_instrument(inst, validator, data.columns, n, source) for inst in self.instruments]
         new_columns: dict[str, object] = {}
         summaries: list[dict] = []
         extra_qa: list[dict] = []
         items_used: dict[str, list[str]] = {}
-
-        for inst in self.instruments:
-            item_values: dict[str, np.ndarray] = {}
-            used = []
-            for item in inst.items:
-                column = _item_source(item, data.columns)
-                if column is None:
-                    extra_qa.append(dict(source=source, variable=item.column, reason="column_absent",
-                                         expected=f"a column {item.column}" + (
-                                             f" (or {item.source_column})" if item.source_column else ""),
-                                         action="item treated as missing for every row"))
-                    item_values[item.id] = np.full(n, np.nan)
-                    continue
-                x = validator.values(item, column, inst.missing_codes)
-                if item.reverse:
-                    x = item.response.lowest + item.response.highest - x
-                item_values[item.id] = x
-                used.append(column)
+        for inst, (columns, inst_summaries, inst_qa, used) in zip(self.instruments, parts):
+            new_columns.update(columns)
+            summaries += inst_summaries
+            extra_qa += inst_qa
             items_used[inst.id] = used
-
-            scale_values: dict[str, np.ndarray] = {}
-            scale_missing: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for scale in inst.scales:
-                score, n_missing, no_data, vs_name, notes = self._score_scale(
-                    inst, scale, item_values, scale_values, scale_missing, n)
-                scale_values[scale.id] = score
-                scale_missing[scale.id] = (n_missing, no_data)
-                new_columns[scale.column] = score
-                summaries.append(self._summary(inst, scale, score, n_missing, no_data, vs_name, notes, n))
-                if vs_name:
-                    # every output names the value set used: a column beside the index, constant per run
-                    new_columns[f"{scale.column}_value_set"] = pd.Categorical.from_codes(
-                        np.where(np.isnan(score), -1, 0).astype(np.int8), categories=[vs_name])
 
         scores = pd.DataFrame(new_columns, index=data.index)
         overlap = [c for c in scores.columns if c in data.columns]
@@ -308,13 +314,50 @@ class Scorer:
             # re-scoring a scored file: the new scores replace the old ones (stated in the summary notes)
             data = data.drop(columns=overlap)
         out = pd.concat([data, scores], axis=1)
-        qa = concat_qa(qa_frame(extra_qa) if extra_qa else empty_qa(), *validator.qa)
+        qa = concat_qa(qa_frame(extra_qa) if extra_qa else empty_qa(), *validator.qa_tables())
         scales = pd.DataFrame(summaries, columns=SCALE_SUMMARY_COLUMNS)
         if overlap:
             scales["notes"] = scales.apply(
                 lambda r: (r["notes"] + " " if r["notes"] else "") + "replaced the column of the same name in the input"
                 if r["column"] in overlap else r["notes"], axis=1)
         return ScoringResult(data=out, qa=qa, scales=scales, items=items_used)
+
+    def _score_instrument(self, inst: Instrument, validator: _ItemValidator, columns, n: int, source: str):
+        """Every scale of one instrument: (score columns, summary rows, column-absent QA records, columns used)."""
+        new_columns: dict[str, object] = {}
+        summaries: list[dict] = []
+        extra_qa: list[dict] = []
+        item_values: dict[str, np.ndarray] = {}
+        used = []
+        for item in inst.items:
+            column = _item_source(item, columns)
+            if column is None:
+                extra_qa.append(dict(source=source, variable=item.column, reason="column_absent",
+                                     expected=f"a column {item.column}" + (
+                                         f" (or {item.source_column})" if item.source_column else ""),
+                                     action="item treated as missing for every row"))
+                item_values[item.id] = np.full(n, np.nan)
+                continue
+            x = validator.values(item, column, inst.missing_codes)
+            if item.reverse:
+                x = item.response.lowest + item.response.highest - x
+            item_values[item.id] = x
+            used.append(column)
+
+        scale_values: dict[str, np.ndarray] = {}
+        scale_missing: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for scale in inst.scales:
+            score, n_missing, no_data, vs_name, notes = self._score_scale(
+                inst, scale, item_values, scale_values, scale_missing, n)
+            scale_values[scale.id] = score
+            scale_missing[scale.id] = (n_missing, no_data)
+            new_columns[scale.column] = score
+            summaries.append(self._summary(inst, scale, score, n_missing, no_data, vs_name, notes, n))
+            if vs_name:
+                # every output names the value set used: a column beside the index, constant per run
+                new_columns[f"{scale.column}_value_set"] = pd.Categorical.from_codes(
+                    np.where(np.isnan(score), -1, 0).astype(np.int8), categories=[vs_name])
+        return new_columns, summaries, extra_qa, used
 
     def _score_scale(self, inst: Instrument, scale: Scale, item_values: dict[str, np.ndarray],
                      scale_values: dict[str, np.ndarray], scale_missing: dict, n: int):
