@@ -754,3 +754,11 @@ def test_property_rows_and_values_are_kept(case):
                 assert (out == value) != ((row + 1, f"item_{i}", tp, text) in flagged)
                 assert (value in (-9.0, -8.0)) == np.isnan(out)
     assert set(qa["reason"]) <= {"user_missing", "missing_code"}
+
+
+def test_other_id_columns_become_whole_numbers_when_all_are(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text("participant_id,worker_id,team_id,score_id\n1,111.0,7,1.5\n2,112.0,8,2.0\n")
+    data = read_data(path).data
+    assert data["worker_id"].dtype == "int64" and list(data["worker_id"]) == [111, 112]
+    assert list(data["score_id"]) == [1.5, 2.0]  # a fraction: left as it is

@@ -1045,6 +1045,11 @@ def _values_as_text(data: pd.DataFrame, names: tuple[str, ...], value_labels: Ma
 
 def _result(data: pd.DataFrame, qa_parts: list[dict], log: list[str], variable_labels: dict, value_labels: dict,
             timepoints: list[str], source: str) -> ImportResult:
+    # other identifiers (worker_id, team_id, ...) get the same tidying as participant_id: 111, not 111.0
+    for column in [c for c in data.columns if c.endswith("_id") and c != "participant_id"]:
+        tidy = _tidy_id(data[column])
+        if tidy is not data[column]:
+            data[column] = tidy
     qa = _qa_table(qa_parts)
     log.append(f"rows out: {len(data)}; columns out: {len(data.columns)}; QA records: {len(qa)}")
     return ImportResult(data=data, qa=qa, log=log, variable_labels=variable_labels, value_labels=value_labels,
