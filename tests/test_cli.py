@@ -175,3 +175,61 @@ def test_demo_report_shows_no_participant_identifiers(demo_dir):
     ids = set(scored["participant_id"].astype(str))
     assert not [i for i in ids if f">{i}<" in html or f" {i} " in html]
     assert "<script src" not in html and "http://" not in html and "https://" not in html
+
+
+def test_study_definitions_folder_replaces_a_shipped_instrument(tmp_path, capsys):
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "wemwbs.yaml").write_text(
+        "id: wemwbs\nname: WEMWBS (our 3-item pilot)\nsource: study protocol\nresponse: {min: 1, max: 5}\n"
+        "items:\n  - {id: '1', label: optimistic}\n  - {id: '2', label: useful}\n  - {id: '3', label: relaxed}\n"
+        "scales:\n  - {id: total, label: Pilot total, rule: sum, items: all, range: [3, 15]}\n")
+    code, out, _ = run(capsys, "instruments", "show", "wemwbs", "--instruments-dir", folder)
+    assert code == 0 and "WEMWBS (our 3-item pilot)" in out and str(folder / "wemwbs.yaml") in out
+    path, frame = _long_csv(tmp_path)
+    code, out, err = run(capsys, "score", path, "--instruments-dir", folder, "--instrument", "wemwbs",
+                         "-o", tmp_path / "o.csv")
+    assert code == 0, err
+    scored = pd.read_csv(tmp_path / "o.csv")
+    expected = frame[["wemwbs_1", "wemwbs_2", "wemwbs_3"]].sum(axis=1).astype(float)
+    expected[4] = np.nan  # wemwbs_2 = 9 there: out of range, and a plain sum allows no missing item
+    np.testing.assert_array_equal(scored["wemwbs_total"], expected)
+
+
+def test_value_set_option_and_icecap_without_tariff(tmp_path, capsys):
+    frame = pd.DataFrame({"eq5d5l_mo": [1, 2], "eq5d5l_sc": [1, 1], "eq5d5l_ua": [1, 1], "eq5d5l_pd": [1, 1],
+                          "eq5d5l_ad": [1, 1], "icecap_a_stability": [4, 3], "icecap_a_attachment": [4, 3],
+                          "icecap_a_autonomy": [4, 3], "icecap_a_achievement": [4, 3], "icecap_a_enjoyment": [4, 3]})
+    data = tmp_path / "eq.csv"
+    frame.to_csv(data, index=False)
+    (tmp_path / "xw.csv").write_text("state,value\n11111,1\n21111,0.883\n")
+    code, out, err = run(capsys, "score", data, "--value-set", f"eq5d5l={tmp_path / 'xw.csv'}",
+                         "-o", tmp_path / "o.csv")
+    assert code == 0, err
+    assert "[xw.csv (user-supplied)]" in out
+    assert ("warning: icecap_a: items present but not scored: its index needs a tariff table "
+            "(--value-set icecap_a=FILE.csv); none is shipped") in out
+    scored = pd.read_csv(tmp_path / "o.csv")
+    assert list(scored["eq5d5l_index"]) == [1.0, 0.883]
+    assert list(scored["eq5d5l_index_value_set"]) == ["xw.csv (user-supplied)"] * 2
+    code, _, err = run(capsys, "score", data, "--instrument", "icecap_a", "-o", tmp_path / "o.csv")
+    assert code == 2 and "icecap_a: scale icecap_a_index needs a tariff/value set table" in err
+
+
+def test_report_on_a_long_csv_without_map_or_plan(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    rows = []
+    for team in range(4):
+        for person in range(6):
+            for tp in ("baseline", "follow_up"):
+                row = {"participant_id": f"T{team}P{person}", "team_id": f"team {team}", "trust_id": f"trust {team // 2}",
+                       "arm": "implementation" if team % 2 == 0 else "control", "timepoint": tp}
+                row.update({f"wemwbs_{i}": int(rng.integers(1, 6)) for i in range(1, 15)})
+                rows.append(row)
+    path = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    code, out, err = run(capsys, "report", path, "-o", tmp_path / "r.html", "--timestamp", TIMESTAMP)
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    assert "WEMWBS total (14-70)" in html and "team 3" in html
+    assert "T0P1" not in html  # participant ids never shown

@@ -200,7 +200,8 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
     # the report's QA summary covers import (user-missing codes) and scoring alike
     scoring = dataclasses.replace(result.scoring, qa=result.qa)
     context = build_study_context(scoring, plan.design, source_name=result.imported.source,
-                                  import_log=result.imported.log, generated=timestamp, suppress_below=suppress_below)
+                                  import_log=result.imported.log + [f"warning: {n}" for n in result.notes],
+                                  generated=timestamp, suppress_below=suppress_below)
     write_report(render_study_report(context), output)
     written = [output]
     if scored_path:

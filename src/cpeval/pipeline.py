@@ -7,7 +7,7 @@ and returns everything a report or a summary needs, with one QA table covering i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +25,7 @@ class PipelineResult:
     scoring: ScoringResult
     instruments: list[Instrument]
     qa: pd.DataFrame  # import QA and scoring QA together
+    notes: list[str] = field(default_factory=list)  # warnings for the terminal and the report's import log
 
     @property
     def data(self) -> pd.DataFrame:
@@ -61,8 +62,14 @@ def run_scoring(
     imported = read_data(input_path, variable_map=variable_map, encoding=encoding)
     requested = list(instrument_ids or [])
     instruments = select_instruments(imported.data.columns, registry, requested or None)
+    notes = []
     if not requested:
-        # an instrument with no shipped value set (ICECAP-A) is scored automatically only if a table was given
+        # An instrument with no shipped value set (ICECAP-A) cannot be scored without the user's table. Named with
+        # --instrument, that is an error (raised by the scorer); found among other instruments' items, it is left
+        # out with a warning rather than blocking the rest of the scoring.
+        for inst in [i for i in instruments if _needs_value_set(i) and i.id not in value_sets]:
+            notes.append(f"{inst.id}: items present but not scored: its index needs a tariff table "
+                         f"(--value-set {inst.id}=FILE.csv); none is shipped")
         instruments = [i for i in instruments if not _needs_value_set(i) or i.id in value_sets]
     if not instruments:
         raise CpevalError(
@@ -71,7 +78,7 @@ def run_scoring(
         )
     scoring = score(imported.data, instruments, source=imported.source, value_sets=value_sets)
     return PipelineResult(imported=imported, scoring=scoring, instruments=instruments,
-                          qa=concat_qa(imported.qa, scoring.qa))
+                          qa=concat_qa(imported.qa, scoring.qa), notes=notes)
 
 
 def _needs_value_set(inst: Instrument) -> bool:
@@ -118,6 +125,7 @@ def summary_lines(result: PipelineResult) -> list[str]:
         extra = f", {row.n_prorated} {gaps}" if row.n_prorated else ""
         vs = f" [{row.value_set}]" if row.value_set else ""
         lines.append(f"  {row.column:<26} {row.n_scored:>7} of {row.n_rows} scored{extra}{vs}")
+    lines += [f"warning: {note}" for note in result.notes]
     qa = result.qa
     if qa.empty:
         lines.append("values flagged: none")
