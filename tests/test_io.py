@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -762,3 +763,24 @@ def test_other_id_columns_become_whole_numbers_when_all_are(tmp_path):
     data = read_data(path).data
     assert data["worker_id"].dtype == "int64" and list(data["worker_id"]) == [111, 112]
     assert list(data["score_id"]) == [1.5, 2.0]  # a fraction: left as it is
+
+
+def test_big_sav_parsed_in_two_processes_reads_the_same(tmp_path, monkeypatch):
+    import cpeval.io as io_module
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    frame = pd.DataFrame({"ID": np.arange(1, n + 1, dtype=float),
+                          **{f"T1_Q{i}": rng.integers(1, 6, n).astype(float) for i in range(1, 9)}})
+    frame.loc[rng.choice(n, 40, replace=False), "T1_Q3"] = -9.0
+    path = tmp_path / "big.sav"
+    pyreadstat.write_sav(frame, str(path), missing_ranges={f"T1_Q{i}": [-9] for i in range(1, 9)},
+                         variable_value_labels={"T1_Q1": {1.0: "low", 5.0: "high"}})
+    single = read_data(path)
+    monkeypatch.setattr(io_module, "PARALLEL_SAV_BYTES", 1)
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the two-process reader is not used")
+    double = read_data(path)
+    pd.testing.assert_frame_equal(single.data, double.data)
+    pd.testing.assert_frame_equal(single.qa, double.qa)
+    assert len(double.qa) == 40 and double.value_labels == single.value_labels
