@@ -17,8 +17,10 @@ import yaml
 from cpeval.errors import CpevalError
 
 # Keys that later analyses read; accepted (and kept in Plan.extra) so one plan file serves every command.
-_LATER_KEYS = {"outcomes", "covariates", "models", "costs", "fidelity", "reliability", "missing_data", "report"}
+_LATER_KEYS = {"costs", "fidelity", "report"}
 _DESIGN_KEYS = {"study", "participant", "cluster", "site", "arm", "timepoint"}
+_ANALYSIS_KEYS = {"outcomes", "covariates", "missing_data"}
+_MISSING_DATA_KEYS = {"imputations", "seed", "enabled"}
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,28 @@ class Design:
 
 
 @dataclass(frozen=True)
+class MissingData:
+    """The multiple-imputation sensitivity analysis for missing follow-up (see cpeval.outcomes)."""
+
+    enabled: bool = True
+    imputations: int = 20
+    seed: int = 2024
+
+
+@dataclass(frozen=True)
 class Plan:
     design: Design
     source: str = "(default plan)"
+    primary: str | None = None  # the primary outcome's score column
+    secondary: tuple[str, ...] = ()
+    covariates: tuple[str, ...] = ()
+    missing_data: MissingData = field(default_factory=MissingData)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcomes(self) -> list[str]:
+        """Primary first, then the secondary outcomes."""
+        return ([self.primary] if self.primary else []) + list(self.secondary)
 
 
 def default_plan(study: str = "Study") -> Plan:
@@ -89,11 +109,10 @@ def load_plan(path: str | Path) -> Plan:
     except yaml.YAMLError as exc:
         raise CpevalError(f"{name}: not valid YAML ({str(exc).splitlines()[0]})") from None
     _expect(isinstance(raw, dict), name, "(top level)", type(raw).__name__, "a mapping of plan keys")
-    unknown = sorted(set(raw) - _DESIGN_KEYS - _LATER_KEYS)
+    allowed = _DESIGN_KEYS | _ANALYSIS_KEYS | _LATER_KEYS
+    unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise CpevalError(
-            f"{name}: unknown key '{unknown[0]}'; expected one of {', '.join(sorted(_DESIGN_KEYS | _LATER_KEYS))}"
-        )
+        raise CpevalError(f"{name}: unknown key '{unknown[0]}'; expected one of {', '.join(sorted(allowed))}")
     kwargs: dict[str, Any] = {}
     for key in ("study", "participant", "cluster"):
         if key in raw:
@@ -109,5 +128,49 @@ def load_plan(path: str | Path) -> Plan:
     if "timepoint" in raw:
         tp = _pair(raw, name, "timepoint", ("column", "baseline", "follow_up"))
         kwargs.update(timepoint=tp["column"], baseline=tp["baseline"], follow_up=tp["follow_up"])
+    analysis = _analysis_keys(raw, name)
     extra = {k: v for k, v in raw.items() if k in _LATER_KEYS}
-    return Plan(design=Design(**kwargs), source=name, extra=extra)
+    return Plan(design=Design(**kwargs), source=name, extra=extra, **analysis)
+
+
+def _names(value: Any, path: str, key: str) -> tuple[str, ...]:
+    _expect(isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value), path, key, value,
+            "a list of column names")
+    _expect(len(set(value)) == len(value), path, key, value, "each name once")
+    return tuple(value)
+
+
+def _analysis_keys(raw: dict, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "outcomes" in raw:
+        outcomes = raw["outcomes"]
+        _expect(isinstance(outcomes, dict) and "primary" in outcomes, name, "outcomes", outcomes,
+                "a mapping with primary (one score column) and optionally secondary (a list)")
+        unknown = sorted(set(outcomes) - {"primary", "secondary"})
+        _expect(not unknown, name, f"outcomes.{unknown[0] if unknown else ''}", None, "only primary and secondary")
+        _expect(isinstance(outcomes["primary"], str) and outcomes["primary"].strip(), name, "outcomes.primary",
+                outcomes["primary"], "one score column name, e.g. rguk_total")
+        out["primary"] = outcomes["primary"]
+        secondary = _names(outcomes.get("secondary") or [], name, "outcomes.secondary")
+        _expect(out["primary"] not in secondary, name, "outcomes.secondary", list(secondary),
+                f"outcomes other than the primary ({out['primary']})")
+        out["secondary"] = secondary
+    if "covariates" in raw:
+        out["covariates"] = _names(raw["covariates"] or [], name, "covariates")
+    if "missing_data" in raw:
+        md = raw["missing_data"]
+        _expect(isinstance(md, dict), name, "missing_data", md, "a mapping with imputations, seed, enabled")
+        unknown = sorted(set(md) - _MISSING_DATA_KEYS)
+        _expect(not unknown, name, f"missing_data.{unknown[0] if unknown else ''}", None,
+                "only " + ", ".join(sorted(_MISSING_DATA_KEYS)))
+        m = MissingData()
+        imputations = md.get("imputations", m.imputations)
+        _expect(isinstance(imputations, int) and not isinstance(imputations, bool) and 2 <= imputations <= 1000,
+                name, "missing_data.imputations", imputations, "a whole number from 2 to 1000")
+        seed = md.get("seed", m.seed)
+        _expect(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, name, "missing_data.seed", seed,
+                "a whole number of 0 or more")
+        enabled = md.get("enabled", m.enabled)
+        _expect(isinstance(enabled, bool), name, "missing_data.enabled", enabled, "true or false")
+        out["missing_data"] = MissingData(enabled=enabled, imputations=imputations, seed=seed)
+    return out
