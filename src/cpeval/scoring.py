@@ -137,7 +137,13 @@ class _ItemValidator:
 
     def prefetch(self, jobs: list[tuple[Item, str, tuple[float, ...]]]) -> None:
         """Validate many columns at once, on two threads for big tables (NumPy releases the GIL)."""
-        jobs = [j for j in {job[1]: job for job in jobs}.values() if j[1] not in self.cache]
+        # one job per column; a column shared by two instruments is validated by its own instrument's item
+        # definition (wemwbs_6 as WEMWBS item 6, not as SWEMWBS item 4)
+        by_column: dict[str, tuple] = {}
+        for job in jobs:
+            if job[1] not in by_column or job[0].column == job[1]:
+                by_column[job[1]] = job
+        jobs = [j for j in by_column.values() if j[1] not in self.cache]
         if len(self.data) >= _PARALLEL_ROWS and len(jobs) > 1:
             with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
                 list(pool.map(lambda job: self.values(*job), jobs))
