@@ -233,3 +233,45 @@ def test_report_on_a_long_csv_without_map_or_plan(tmp_path, capsys):
     html = (tmp_path / "r.html").read_text()
     assert "WEMWBS total (14-70)" in html and "team 3" in html
     assert "T0P1" not in html  # participant ids never shown
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+
+
+def test_compare_writes_json_with_every_part_and_csv_records(demo_dir, tmp_path, capsys):
+    import json
+
+    args = [demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml", "--plan",
+            demo_dir / "demo_plan.yaml"]
+    code, out, err = run(capsys, "compare", *args, "-o", tmp_path / "results.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert {"flow", "baseline_table", "team_table", "results", "reliability", "methods"} <= set(result)
+    keys = ["outcome", "model", "term", "estimate", "std_error", "df", "df_method", "conf_low", "conf_high",
+            "p_value", "n_participants", "n_clusters", "icc", "notes"]
+    assert all(set(keys) <= set(r) for r in result["results"])
+    assert {r["outcome"] for r in result["results"]} == {"rguk_total", "wemwbs_total", "swemwbs_metric",
+                                                         "scope_overall", "eq5d5l_index"}
+    assert all({"scale", "timepoint", "n", "alpha", "conf_low", "conf_high"} <= set(r) for r in result["reliability"])
+    assert "Satterthwaite" in result["methods"]
+    primary = [r for r in result["results"] if r["outcome"] == "rguk_total" and r["model"] == "primary"][0]
+    # small-sample df: about teams - 2, never hundreds (Satterthwaite, or between-within on a singular fit)
+    assert primary["df_method"] in ("Satterthwaite", "between-within") and primary["df"] < 20
+    assert "rguk_total       primary" in out
+    code, _, err = run(capsys, "compare", *args, "-o", tmp_path / "results.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table.columns[:14]) == keys and len(table) == len(result["results"])
+
+
+def test_compare_user_errors(demo_dir, tmp_path, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("study: x\noutcomes: {primary: rguk_totl}\n")
+    args = [demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml"]
+    code, _, err = run(capsys, "compare", *args, "--plan", plan, "-o", tmp_path / "r.json")
+    assert code == 2 and "column 'rguk_totl' is not in the data" in err
+    plan.write_text("study: x\n")
+    code, _, err = run(capsys, "compare", *args, "--plan", plan, "-o", tmp_path / "r.json")
+    assert code == 2 and "no outcomes in the plan" in err
+    code, _, err = run(capsys, "compare", *args, "--plan", plan, "-o", tmp_path / "r.txt")
+    assert code == 2 and "r.txt: output must end in .json or .csv" in err

@@ -7,7 +7,7 @@ seconds. This module does the same algorithm with NumPy on small matrices.
 Algorithm (van Buuren, *Flexible Imputation of Missing Data*, 2nd ed., algorithms 3.1 and 3.3; R ``mice``'s
 ``pmm``): each imputation is its own chain. Missing values start as random draws from the observed values of
 their column. Then, for ``iterations`` rounds, each incomplete column j in turn is regressed on all other columns
-(as currently filled) over the rows where j is observed:
+(as currently filled) over the rows where j is observed (5 rounds by default, as R mice's maxit):
 
 1. least squares on the observed rows: beta_hat, residual sum of squares RSS, with a tiny ridge for stability;
 2. a draw of the parameters: sigma*^2 = RSS / g with g ~ chi-square(n_obs - q), beta* = beta_hat + sigma* L z
@@ -28,7 +28,7 @@ from scipy import stats
 _RIDGE = 1e-5  # as R mice's default ridge: keeps X'X invertible when predictors are nearly collinear
 
 
-def mice_pmm(block: np.ndarray, imputations: int, rng: np.random.Generator, *, iterations: int = 10,
+def mice_pmm(block: np.ndarray, imputations: int, rng: np.random.Generator, *, iterations: int = 5,
              donors: int = 5) -> list[np.ndarray]:
     """Complete a numeric (rows x columns) array with NaN ``imputations`` times; returns the completed arrays.
 
