@@ -232,8 +232,13 @@ def _record_from_fit(fit, term: str, outcome: str, model: str, people: pd.DataFr
         in_arm = people[people["arm"] == arm]
         record[f"n_participants_{suffix}"] = int(in_arm["participant"].nunique())
         record[f"n_clusters_{suffix}"] = int(in_arm["cluster"].nunique())
-    icc = fit.icc(d.cluster)
-    record.update(icc=icc["icc"], icc_conf_low=icc["conf_low"], icc_conf_high=icc["conf_high"])
+    if model == MODEL_PRIMARY:
+        # the ICC reported for each outcome (CONSORT) comes from the primary model, with its profile interval;
+        # other models give the point value only (the profile costs many refits)
+        icc = fit.icc(d.cluster)
+        record.update(icc=icc["icc"], icc_conf_low=icc["conf_low"], icc_conf_high=icc["conf_high"])
+    else:
+        record.update(icc=fit.variances[d.cluster] / sum(fit.variances.values()))
     if baseline_sd and baseline_sd > 0:
         record.update(effect_size=row["estimate"] / baseline_sd, effect_size_sd=baseline_sd)
     return record
