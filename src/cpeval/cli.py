@@ -202,6 +202,13 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
     context = build_study_context(scoring, plan.design, source_name=result.imported.source,
                                   import_log=result.imported.log + [f"warning: {n}" for n in result.notes],
                                   generated=timestamp, suppress_below=suppress_below)
+    if plan.outcomes:  # the plan asks for arm comparisons: flow, baseline, results, reliability, methods
+        from cpeval.compare import compare_arms
+        from cpeval.report_compare import add_comparison_sections
+
+        comparison = compare_arms(result.data, plan, result.instruments or None)
+        add_comparison_sections(context, comparison, suppress_below=suppress_below,
+                                participant_ids=result.data[plan.design.participant])
     write_report(render_study_report(context), output)
     written = [output]
     if scored_path:
@@ -229,6 +236,51 @@ def _check_design_columns(data, plan):
     if unknown:
         raise CpevalError(f"{plan.source}: column {design.arm} has value {unknown[0]!r}; expected "
                           f"{design.treatment!r} or {design.control!r} (arm in the plan)")
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@_with_options(_common_scoring_options)
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False),
+              help="Analysis plan YAML: design, outcomes, covariates, missing-data settings.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="RESULTS.json (flow, baseline tables, model results, reliability, methods) or RESULTS.csv "
+                   "(model results only).")
+def compare(input_path, map_path, instruments_dir, value_sets, encoding, plan_path, output):
+    """Compare implementation and control teams on the plan's outcomes (mixed models, Satterthwaite df).
+
+    INPUT may hold items (it is scored first) or scores.
+    """
+    from cpeval.compare import compare_arms, write_comparison
+    from cpeval.pipeline import run_scoring
+    from cpeval.plan import load_plan
+
+    _check_output(output, (".json", ".csv"))
+    plan = load_plan(plan_path)
+    result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
+                         value_set_specs=value_sets, encoding=encoding, require_items=False)
+    _check_design_columns(result.data, plan)
+    comparison = compare_arms(result.data, plan, result.instruments or None)
+    write_comparison(comparison, output)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    _echo_lines(_result_lines(comparison))
+    click.echo(f"wrote {output}")
+
+
+def _result_lines(comparison) -> list[str]:
+    lines = []
+    for r in comparison.records.itertuples():
+        if r.estimate == r.estimate:  # not NaN
+            lines.append(f"{r.outcome:<16} {r.model:<20} {r.estimate:9.3f} (95% CI {r.conf_low:.3f} to "
+                         f"{r.conf_high:.3f}; df {r.df:.1f} {r.df_method}; p {r.p_value:.3f}) "
+                         f"n {r.n_participants:.0f} in {r.n_clusters:.0f} teams")
+        else:
+            lines.append(f"{r.outcome:<16} {r.model:<20} not estimated: {r.notes}")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------------- demo

@@ -15,8 +15,8 @@ import pandas as pd
 from cpeval.errors import CpevalError
 from cpeval.instruments import Instrument, ValueSet, labels_for, load_instruments, load_value_set_csv
 from cpeval.io import ImportResult, load_variable_map, read_data, write_data
-from cpeval.qa import concat_qa
-from cpeval.scoring import ScoringResult, score, select_instruments
+from cpeval.qa import concat_qa, empty_qa
+from cpeval.scoring import SCALE_SUMMARY_COLUMNS, ScoringResult, score, select_instruments
 
 
 @dataclass
@@ -54,8 +54,13 @@ def run_scoring(
     instrument_ids: Iterable[str] | None = None,
     value_set_specs: Iterable[str] = (),
     encoding: str | None = None,
+    require_items: bool = True,
 ) -> PipelineResult:
-    """Import a data file and score every instrument found in it (or the ones named)."""
+    """Import a data file and score every instrument found in it (or the ones named).
+
+    With ``require_items=False`` a file that holds scores but no items (already scored elsewhere) passes through
+    unscored instead of being an error.
+    """
     registry = load_instruments(instruments_dir)
     value_sets = parse_value_set_options(value_set_specs, registry)
     variable_map = load_variable_map(map_path) if map_path is not None else None
@@ -71,6 +76,11 @@ def run_scoring(
             notes.append(f"{inst.id}: items present but not scored: its index needs a tariff table "
                          f"(--value-set {inst.id}=FILE.csv); none is shipped")
         instruments = [i for i in instruments if not _needs_value_set(i) or i.id in value_sets]
+    if not instruments and not require_items:
+        empty = pd.DataFrame(columns=SCALE_SUMMARY_COLUMNS)
+        scoring = ScoringResult(data=imported.data, qa=empty_qa(), scales=empty, items={})
+        notes.append("no instrument items found: the data's existing score columns are used as they are")
+        return PipelineResult(imported=imported, scoring=scoring, instruments=[], qa=imported.qa, notes=notes)
     if not instruments:
         raise CpevalError(
             f"{imported.source}: no instrument items found; expected columns named <instrument>_<item> "
@@ -118,7 +128,7 @@ def summary_lines(result: PipelineResult) -> list[str]:
              + (f" ({len(imported.timepoints)} time points: {', '.join(imported.timepoints)})"
                 if imported.timepoints else ""),
              f"rows out: {len(scoring.data)} (no row dropped)",
-             f"instruments scored: {', '.join(i.id for i in result.instruments)}"]
+             f"instruments scored: {', '.join(i.id for i in result.instruments) or 'none'}"]
     for row in scoring.scales.itertuples():
         # "prorated" only where the rule prorates; a count or mean over answered items just had gaps
         gaps = "prorated" if row.rule in ("prorated_sum", "lookup", "bands") else "scored with missing items"
