@@ -66,6 +66,7 @@ def test_longitudinal_model_matches_lmertest(demo_data, outcome):
         # cpeval.mixed: with 10 teams, n - p df would overstate the evidence) and says so.
         assert "singular fit: team_id variance estimated as zero" in rec["notes"]
         assert rec["df_method"] == "between-within" and rec["df"] < ref.df
+        assert f"R lmerTest would report Satterthwaite df {ref.df:.1f}" in rec["notes"]
     else:
         assert rec["df_method"] == "Satterthwaite"
         assert rec["df"] == pytest.approx(ref.df, rel=0.01)

@@ -337,6 +337,9 @@ class MixedFit:
     n_groups: dict[str, int]
     conf_level: float = 0.95
     _state: Any = field(default=None, repr=False, compare=False)
+    # Satterthwaite df per term as lmerTest reports them, also on a singular fit where ``fixed`` uses
+    # between-within df (lmerTest then treats the zero variance as known); None when not computable
+    lmertest_df: pd.Series | None = None
 
     # -- contrasts -------------------------------------------------------------------------------------------
 
@@ -826,11 +829,18 @@ def fit_mixed(y, X: pd.DataFrame, groups, group_names: list[str] | None = None, 
         if singular:
             notes.append("singular fit: Satterthwaite df treat the zero variance as known (as lmerTest does)")
 
+    if df_method == "Satterthwaite":
+        lmertest_df = pd.Series([_satterthwaite(T[i, :], state) for i in range(p)], index=pd.Index(xnames))
+    elif singular and singular_df == "between-within":
+        lmertest_df = pd.Series(sat, index=pd.Index(xnames))
+    else:
+        lmertest_df = None
+
     # fixed-effects table
     rows = []
     for i in range(p):
         se = math.sqrt(max(cov[i, i], 0.0))
-        df = _satterthwaite(T[i, :], state) if df_method == "Satterthwaite" else bw_df[i]
+        df = lmertest_df.iloc[i] if df_method == "Satterthwaite" else bw_df[i]
         r = _t_summary(float(beta_orig[i]), se, float(df), cl)
         rows.append({c: r[c] for c in ("estimate", "std_error", "df", "t_value", "p_value", "conf_low",
                                        "conf_high")})
@@ -841,16 +851,13 @@ def fit_mixed(y, X: pd.DataFrame, groups, group_names: list[str] | None = None, 
     phi = np.append(lam * s2, s2)
     variances = {group_names[i]: float(phi[i]) for i in range(k)} | {"residual": float(s2)}
     varpar_cov = _varpar_cov(ev, lam, s2, k, inter)
-    if boundary and varpar_cov is not None:
-        notes.append("varpar_cov: NaN for the variance(s) estimated as zero (no normal approximation at the "
-                     "boundary); the rest is their covariance with those fixed at zero")
-    if varpar_cov is None:
-        notes.append("varpar_cov not available: Hessian of the REML criterion not invertible")
+    # (varpar_cov's NaN rows for a zero variance are documented on MixedFit; not a note for readers of results)
 
     n_groups = {group_names[0]: G1} | ({group_names[1]: G2} if nested else {})
     return MixedFit(fixed=fixed, cov_fixed=cov_fixed, variances=variances, varpar_cov=varpar_cov,
                     reml_criterion=float(dev), df_method=df_method, singular=singular, converged=converged,
-                    notes=notes, n_obs=n, n_groups=n_groups, conf_level=cl, _state=state)
+                    notes=notes, n_obs=n, n_groups=n_groups, conf_level=cl, _state=state,
+                    lmertest_df=lmertest_df)
 
 
 def _varpar_cov(ev: _Eval, lam: np.ndarray, s2: float, k: int, free: list[int]) -> np.ndarray | None:

@@ -225,7 +225,7 @@ def _record_from_fit(fit, term: str, outcome: str, model: str, people: pd.DataFr
         estimate=row["estimate"], std_error=row["std_error"], df=row["df"], df_method=fit.df_method,
         conf_low=row["conf_low"], conf_high=row["conf_high"], p_value=row["p_value"],
         n_participants=int(people["participant"].nunique()), n_clusters=int(people["cluster"].nunique()),
-        notes="; ".join(fit.notes), imputations=0,
+        notes="; ".join(_notes_for_term(fit, term)), imputations=0,
     )
     d = plan.design
     for arm, suffix in ((d.treatment, "treatment"), (d.control, "control")):
@@ -242,6 +242,19 @@ def _record_from_fit(fit, term: str, outcome: str, model: str, people: pd.DataFr
     if baseline_sd and baseline_sd > 0:
         record.update(effect_size=row["estimate"] / baseline_sd, effect_size_sd=baseline_sd)
     return record
+
+
+def _notes_for_term(fit, term: str) -> list[str]:
+    """The fit's notes, with the singular-fit df note cut down to the term reported."""
+    notes = []
+    for note in fit.notes:
+        if note.startswith("singular fit: between-within df used"):
+            df = fit.fixed.loc[term, "df"]
+            lmer = fit.lmertest_df[term] if fit.lmertest_df is not None else float("nan")
+            note = (f"between-within df ({df:.0f}) used: R lmerTest would report Satterthwaite df {lmer:.1f}, "
+                    "treating the zero variance as known")
+        notes.append(note)
+    return notes
 
 
 def _join(a: str, b: str) -> str:
