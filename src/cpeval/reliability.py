@@ -18,7 +18,7 @@ tests/r/alpha_reference.R.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,11 @@ import pingouin
 from scipy import stats
 
 from cpeval.errors import CpevalError
-from cpeval.instruments import Instrument, Item, Scale
+from cpeval.instruments import Instrument, Scale
 from cpeval.plan import Design
+from cpeval.scoring import validated_items
 
-__all__ = ["cronbach_alpha", "feldt_interval", "item_values", "reliability_table", "RELIABILITY_COLUMNS",
+__all__ = ["cronbach_alpha", "feldt_interval", "reliability_table", "RELIABILITY_COLUMNS",
            "MIN_RESPONSES", "ALPHA_RULES"]
 
 # Fewer complete responses than this: no alpha (a row with a note instead).
@@ -133,51 +134,16 @@ def feldt_interval(alpha: float, n: int, k: int, conf_level: float = 0.95) -> tu
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _item_column(item: Item, columns: Iterable[str]) -> str | None:
-    """The column an item is read from: its own, else the one it is taken from (SWEMWBS <- WEMWBS), else None."""
-    columns = set(columns)
-    if item.column in columns:
-        return item.column
-    if item.source_column and item.source_column in columns:
-        return item.source_column
-    return None
-
-
-def item_values(series: pd.Series, item: Item, missing_codes: Iterable[float] = ()) -> np.ndarray:
-    """An item column as the scoring engine reads it: valid answers as floats, anything else NaN.
-
-    Valid: a number (text holding a number counts) that is a whole number within the response range, or one of
-    the response codes, and not a declared missing code. Reverse-scored items are then turned round:
-    value -> lowest + highest - value.
-    """
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        x = series.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        x = pd.to_numeric(series.astype("string").str.strip(), errors="coerce").to_numpy(dtype=float,
-                                                                                       na_value=np.nan)
-    resp = item.response
-    ok = (x >= resp.lowest) & (x <= resp.highest) & (x == np.floor(x))
-    if resp.codes is not None:
-        ok &= np.isin(x, resp.codes)
-    codes = np.asarray(list(missing_codes), dtype=float)
-    if codes.size:
-        ok &= ~np.isin(x, codes)
-    x = np.where(ok, x, np.nan)
-    if item.reverse:
-        x = resp.lowest + resp.highest - x
-    return x
-
-
 def _scale_items(inst: Instrument, scale: Scale, data: pd.DataFrame) -> tuple[pd.DataFrame | None, list[str]]:
     """The item values a scale's score is built from (reversed, transformed), or None and the absent columns."""
     items = [inst.item(i) for i in scale.items]
-    columns = [_item_column(item, data.columns) for item in items]
-    absent = [item.column for item, column in zip(items, columns) if column is None]
+    values = validated_items(data, inst)  # read exactly as the scoring engine reads them
+    absent = [item.column for item in items if values[item.id] is None]
     if absent:
         return None, absent
     block = {}
-    for item, column in zip(items, columns):
-        x = item_values(data[column], item, inst.missing_codes)
+    for item in items:
+        x = values[item.id]
         if scale.rule == "count":
             # the score counts answers in count_codes: each item contributes 1 or 0 (alpha is then KR-20)
             x = np.where(np.isnan(x), np.nan, np.isin(x, scale.count_codes).astype(float))

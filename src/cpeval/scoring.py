@@ -60,7 +60,7 @@ def _round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(x + 0.5)
 
 
-def _item_source(item: Item, columns: Iterable[str]) -> str | None:
+def item_source(item: Item, columns: Iterable[str]) -> str | None:
     """The column an item is read from: its own, else the column it can be derived from, else None."""
     columns = set(columns)
     if item.column in columns:
@@ -85,7 +85,7 @@ def select_instruments(columns: Iterable[str], registry: Mapping[str, Instrument
     chosen = []
     for inst in (registry[r] for r in requested) if requested else registry.values():
         own = [i for i in inst.items if i.column in columns]
-        derived = [i for i in inst.items if _item_source(i, columns) is not None]
+        derived = [i for i in inst.items if item_source(i, columns) is not None]
         present = bool(own) or (len(derived) == len(inst.items) and all(i.source_column for i in inst.items))
         if present:
             chosen.append(inst)
@@ -296,7 +296,7 @@ class Scorer:
         ids = data[[c for c in ("participant_id", "timepoint") if c in data.columns]]
         validator = _ItemValidator(data, source, row_numbers, ids)
         validator.prefetch([(item, column, inst.missing_codes) for inst in self.instruments for item in inst.items
-                            if (column := _item_source(item, data.columns)) is not None])
+                            if (column := item_source(item, data.columns)) is not None])
         # instruments are independent once their columns are validated: score them on two threads for big tables
         if n >= _PARALLEL_ROWS and len(self.instruments) > 1:
             with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
@@ -336,7 +336,7 @@ class Scorer:
         item_values: dict[str, np.ndarray] = {}
         used = []
         for item in inst.items:
-            column = _item_source(item, columns)
+            column = item_source(item, columns)
             if column is None:
                 extra_qa.append(dict(source=source, variable=item.column, reason="column_absent",
                                      expected=f"a column {item.column}" + (
@@ -458,6 +458,24 @@ class Scorer:
                                              (not vs_name or inst.id not in self.value_sets)),
             notes=notes,
         )
+
+
+def validated_items(data: pd.DataFrame, inst: Instrument) -> dict[str, np.ndarray | None]:
+    """Each item of ``inst`` as the engine reads it before scoring: odd values (out of range, missing codes, text,
+    fractions) as NaN, reverse-scored items turned round; None for an item whose column is absent.
+
+    For analyses that work on items (e.g. reliability), so that they read items exactly as the scores were built.
+    """
+    validator = _ItemValidator(data, "data", np.arange(1, len(data) + 1), data[[]])
+    out: dict[str, np.ndarray | None] = {}
+    for item in inst.items:
+        column = item_source(item, data.columns)
+        if column is None:
+            out[item.id] = None
+            continue
+        x = validator.values(item, column, inst.missing_codes)
+        out[item.id] = item.response.lowest + item.response.highest - x if item.reverse else x
+    return out
 
 
 def score(data: pd.DataFrame, instruments: list[Instrument], *, source: str = "data",
