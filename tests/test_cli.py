@@ -275,3 +275,28 @@ def test_compare_user_errors(demo_dir, tmp_path, capsys):
     assert code == 2 and "no outcomes in the plan" in err
     code, _, err = run(capsys, "compare", *args, "--plan", plan, "-o", tmp_path / "r.txt")
     assert code == 2 and "r.txt: output must end in .json or .csv" in err
+
+
+# --------------------------------------------------------------------------------------------------- fidelity
+
+
+def test_fidelity_command_writes_every_table(demo_dir, tmp_path, capsys):
+    import json
+
+    args = [demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml", "--workers",
+            demo_dir / "demo_workers.sav", "--workers-map", demo_dir / "demo_workers_map.yaml",
+            "--plan", demo_dir / "demo_plan.yaml"]
+    code, out, err = run(capsys, "fidelity", *args, "-o", tmp_path / "fidelity.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "fidelity.json").read_text())
+    assert result["bands"] == "low <= 4.99 < moderate <= 6.99 < high"
+    assert "bands (an assumption of the plan, not published thresholds)" in out
+    totals = [t for t in result["teams"] if t["domain"] == "total"]
+    assert len({t["team"] for t in totals}) == 10 and {t["version"] for t in totals} == {"W", "SU"}
+    assert {r["outcome"] for r in result["arm_comparison"]} == {"cpifs_w_total", "cpifs_su_total"}
+    assert all("observational comparison" in r["notes"] for r in result["fidelity_outcome_models"])
+    code, _, err = run(capsys, "fidelity", *args, "-o", tmp_path / "teams.csv")
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "teams.csv")) == len(result["teams"])
+    code, _, err = run(capsys, "fidelity", *args[:3], "--plan", demo_dir / "demo_plan.yaml", "-o", tmp_path / "f.json")
+    assert code == 2 and "--workers is required" in err

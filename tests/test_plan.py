@@ -25,6 +25,10 @@ def test_demo_plan_loads():
     assert plan.outcomes == ["rguk_total", "wemwbs_total", "swemwbs_metric", "scope_overall", "eq5d5l_index"]
     assert plan.covariates == ("age", "gender")
     assert plan.missing_data == MissingData(enabled=True, imputations=20, seed=2024)
+    assert plan.fidelity.measured_in_control is True
+    assert [b["label"] for b in plan.fidelity.bands] == ["low", "moderate", "high"]
+    assert "no published CPIFS cut-off" in plan.fidelity.bands_note
+    assert plan.fidelity.outcomes == ("rguk_total", "wemwbs_total", "scope_overall")
 
 
 def test_defaults_when_keys_are_absent(tmp_path):
@@ -55,6 +59,13 @@ def test_defaults_when_keys_are_absent(tmp_path):
                                            "1000"),
     ({"missing_data": {"method": "locf"}}, "key 'missing_data.method' is None; expected only enabled, imputations, "
                                            "seed"),
+    ({"fidelity": {"bands": [{"label": "low", "max": 5}, {"label": "high"}]}},
+     "key 'fidelity.bands_note' is ''; expected a sentence saying where the bands come from (no CPIFS cut-off is "
+     "published)"),
+    ({"fidelity": {"cutoff": 7}}, "key 'fidelity.cutoff' is None; expected only arm, bands, bands_note, "
+                                  "measured_in_control, outcomes"),
+    ({"fidelity": {"measured_in_control": "yes"}}, "key 'fidelity.measured_in_control' is 'yes'; expected true or "
+                                                   "false"),
 ])
 def test_bad_plan_names_file_key_value_and_expectation(tmp_path, content, message):
     path = write(tmp_path, content)

@@ -283,6 +283,59 @@ def _result_lines(comparison) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------------------------------- fidelity
+
+_workers_options = [
+    click.option("--workers", "workers_path", type=click.Path(dir_okay=False), default=None,
+                 help="The workers' data (.sav/.csv, one row per worker) with CPIFS-W."),
+    click.option("--workers-map", "workers_map_path", type=click.Path(dir_okay=False), default=None,
+                 help="Variable map for the workers' file."),
+]
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@_with_options(_common_scoring_options)
+@_with_options(_workers_options)
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False),
+              help="Analysis plan YAML with a fidelity section (bands, outcomes, measured_in_control).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FIDELITY.json (every table) or FIDELITY.csv (team-by-domain table).")
+def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, workers_path, workers_map_path, plan_path,
+             output):
+    """Fidelity to the Connecting People model: CPIFS-W (workers) and CPIFS-SU (service users in INPUT)."""
+    from cpeval.fidelity import write_fidelity
+    from cpeval.plan import load_plan
+
+    _check_output(output, (".json", ".csv"))
+    if not workers_path:
+        raise CpevalError("--workers is required: the workers' file with CPIFS-W (one row per worker)")
+    plan = load_plan(plan_path)
+    analysis = _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, instruments_dir,
+                             value_sets, encoding)
+    write_fidelity(analysis, output)
+    for note in analysis.notes:
+        click.echo(f"note: {note}")
+    totals = analysis.teams[analysis.teams["domain"] == "total"]
+    click.echo(f"fidelity scores: {len(analysis.scores)} raters in {totals['team'].nunique()} teams; "
+               f"{len(analysis.qa)} service user(s) without a linked worker")
+    click.echo(f"wrote {output}")
+
+
+def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, instruments_dir=None, value_sets=(),
+                  encoding=None):
+    from cpeval.fidelity import analyse_fidelity
+    from cpeval.instruments import load_instruments
+    from cpeval.pipeline import run_scoring
+
+    service_users = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
+                                value_set_specs=value_sets, encoding=encoding)
+    _check_design_columns(service_users.data, plan)
+    workers = run_scoring(workers_path, map_path=workers_map_path, instruments_dir=instruments_dir,
+                          encoding=encoding)
+    return analyse_fidelity(service_users.data, workers.data, plan, load_instruments(instruments_dir))
+
+
 # ------------------------------------------------------------------------------------------------------- demo
 
 

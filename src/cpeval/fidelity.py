@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -630,3 +631,130 @@ def fidelity_outcome_models(service_users_scored: pd.DataFrame, scores: pd.DataF
         records.append(_fit_one(frame_s, outcome, MODEL_SERVICE_USER, TERM_SERVICE_USER, d.cluster, note,
                                 "no follow-up or baseline score, or no CPIFS-SU total"))
     return pd.DataFrame(records, columns=MODEL_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arms compared on fidelity, and the whole analysis a plan asks for
+# ----------------------------------------------------------------------------------------------------------------
+
+MODEL_ARMS = "fidelity_by_arm"
+
+
+def compare_arms_on_fidelity(scores: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """How much more of the model happens in implementation teams than in control teams (when fidelity was
+    measured in both): for each version, total ~ arm + (1 | team) by REML, Satterthwaite df (records with the
+    outcome-record keys, ``outcome`` = ``cpifs_w_total`` / ``cpifs_su_total``)."""
+    d = plan.design
+    term = f"arm: {d.treatment} vs {d.control}"
+    records = []
+    for version, inst_id in VERSIONS.items():
+        rows = scores[(scores["version"] == version) & scores["total"].notna()]
+        outcome = f"{inst_id}_total"
+        arms = rows["arm"].astype("string")
+        teams_per_arm = [rows.loc[arms == a, "team"].nunique() for a in d.arms]
+        if min(teams_per_arm) < 2:
+            records.append(_record(outcome, MODEL_ARMS, term, "fewer than 2 teams with fidelity scores in an arm: "
+                                                              "arms cannot be compared"))
+            continue
+        rows = rows[arms.isin(d.arms)]
+        X = pd.DataFrame({"(Intercept)": 1.0, term: (rows["arm"].astype("string") == d.treatment).astype(float)},
+                         index=rows.index)
+        try:
+            fit = fit_mixed(rows["total"].to_numpy(dtype=float), X, rows["team"].map(_text).to_numpy(), [d.cluster])
+        except CpevalError as exc:
+            records.append(_record(outcome, MODEL_ARMS, term, f"model not fitted: {exc}"))
+            continue
+        row = fit.fixed.loc[term]
+        record = _record(outcome, MODEL_ARMS, term, "; ".join(_notes_for_term(fit, term)))
+        record.update(estimate=float(row["estimate"]), std_error=float(row["std_error"]), df=float(row["df"]),
+                      df_method=fit.df_method, conf_low=float(row["conf_low"]), conf_high=float(row["conf_high"]),
+                      p_value=float(row["p_value"]), n_participants=int(len(rows)),
+                      n_clusters=int(rows["team"].nunique()))
+        records.append(record)
+    return pd.DataFrame(records, columns=MODEL_COLUMNS)
+
+
+@dataclass
+class FidelityAnalysis:
+    """Everything the fidelity analysis of a plan produces (tidy tables with the columns documented above)."""
+
+    plan: Plan
+    scores: pd.DataFrame  # SCORE_COLUMNS, one row per rater, plus "band" when the plan has bands
+    qa: pd.DataFrame  # service users whose worker is not found (cpeval.qa.QA_COLUMNS)
+    teams: pd.DataFrame  # TEAM_COLUMNS
+    agreement: pd.DataFrame  # AGREEMENT_COLUMNS
+    reliability: pd.DataFrame  # RELIABILITY_COLUMNS (both versions)
+    outcome_models: pd.DataFrame  # MODEL_COLUMNS
+    arm_comparison: pd.DataFrame | None  # MODEL_COLUMNS, when fidelity was measured in control teams
+    bands_text: str  # the thresholds, printed with every banded result
+    notes: list[str] = field(default_factory=list)
+
+
+def analyse_fidelity(service_users: pd.DataFrame, workers: pd.DataFrame, plan: Plan,
+                     instruments: Mapping[str, Instrument] | None = None) -> FidelityAnalysis:
+    """The fidelity analysis the plan describes (its ``fidelity:`` section), on scored service-user data (long)
+    and the workers' data (one row per worker)."""
+    d = plan.design
+    settings = plan.fidelity
+    try:
+        bands = parse_bands(list(settings.bands)) if settings.bands else None
+    except CpevalError as exc:
+        raise CpevalError(f"{plan.source}: fidelity.bands: {exc}") from None
+    result = fidelity_scores(workers, service_users, team=d.cluster, participant=d.participant, arm=d.arm,
+                             timepoint=d.timepoint, instruments=instruments)
+    scores = result.scores.copy()
+    notes = []
+    if bands:
+        scores["band"] = band_scores(scores["total"], bands).to_numpy()
+        notes.append(f"bands (an assumption of the plan, not published thresholds): {format_bands(bands)}; "
+                     f"{settings.bands_note}")
+    arm_value = settings.arm or d.treatment
+    outcomes = list(settings.outcomes or plan.outcomes)
+    if not settings.measured_in_control:
+        in_control = scores["arm"].astype("string") == d.control
+        if in_control.any():
+            notes.append(f"{int(in_control.sum())} fidelity rating(s) from control teams are shown but arms are not "
+                         "compared (the plan says fidelity.measured_in_control: false)")
+    models = (fidelity_outcome_models(service_users, scores, plan, outcomes, arm_value=arm_value) if outcomes
+              else pd.DataFrame(columns=MODEL_COLUMNS))
+    reliability = pd.concat([domain_reliability(workers, "W", instruments=instruments),
+                             domain_reliability(service_users, "SU", instruments=instruments)], ignore_index=True)
+    return FidelityAnalysis(
+        plan=plan, scores=scores, qa=result.qa, teams=team_fidelity(scores, bands=bands),
+        agreement=worker_service_user_agreement(scores), reliability=reliability, outcome_models=models,
+        arm_comparison=compare_arms_on_fidelity(scores, plan) if settings.measured_in_control else None,
+        bands_text=format_bands(bands) if bands else "", notes=notes)
+
+
+def fidelity_as_dict(analysis: FidelityAnalysis) -> dict:
+    """The analysis as JSON-ready data (NaN as null)."""
+    from cpeval.compare import _records  # one JSON-cleaning rule for every result file
+
+    return {
+        "study": analysis.plan.design.study,
+        "plan": analysis.plan.source,
+        "bands": analysis.bands_text,
+        "bands_note": analysis.plan.fidelity.bands_note,
+        "scores": _records(analysis.scores),
+        "teams": _records(analysis.teams),
+        "agreement": _records(analysis.agreement),
+        "reliability": _records(analysis.reliability),
+        "fidelity_outcome_models": _records(analysis.outcome_models),
+        "arm_comparison": None if analysis.arm_comparison is None else _records(analysis.arm_comparison),
+        "unlinked_service_users": _records(analysis.qa),
+        "notes": analysis.notes,
+    }
+
+
+def write_fidelity(analysis: FidelityAnalysis, path) -> None:
+    """``.json``: every table; ``.csv``: the team-by-domain table (TEAM_COLUMNS)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(fidelity_as_dict(analysis), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    elif path.suffix.lower() == ".csv":
+        analysis.teams.to_csv(path, index=False)
+    else:
+        raise CpevalError(f"{path}: fidelity results are written as .json or .csv; expected one of those suffixes")

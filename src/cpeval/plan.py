@@ -17,9 +17,10 @@ import yaml
 from cpeval.errors import CpevalError
 
 # Keys that later analyses read; accepted (and kept in Plan.extra) so one plan file serves every command.
-_LATER_KEYS = {"costs", "fidelity", "report"}
+_LATER_KEYS = {"costs", "report"}
 _DESIGN_KEYS = {"study", "participant", "cluster", "site", "arm", "timepoint"}
-_ANALYSIS_KEYS = {"outcomes", "covariates", "missing_data"}
+_ANALYSIS_KEYS = {"outcomes", "covariates", "missing_data", "fidelity"}
+_FIDELITY_KEYS = {"bands", "bands_note", "outcomes", "measured_in_control", "arm"}
 _MISSING_DATA_KEYS = {"imputations", "seed", "enabled"}
 
 
@@ -59,6 +60,18 @@ class MissingData:
 
 
 @dataclass(frozen=True)
+class FidelitySettings:
+    """The fidelity analysis (see cpeval.fidelity). Bands are the plan's own assumption: no CPIFS cut-off has been
+    published, so there are none unless the plan states them (validated by cpeval.fidelity.parse_bands)."""
+
+    bands: tuple[dict, ...] | None = None
+    bands_note: str = ""
+    outcomes: tuple[str, ...] = ()  # default: the plan's outcomes
+    measured_in_control: bool = False  # if true, arms are compared on fidelity too
+    arm: str | None = None  # the arm whose fidelity-outcome link is modelled; default the treatment arm
+
+
+@dataclass(frozen=True)
 class Plan:
     design: Design
     source: str = "(default plan)"
@@ -66,6 +79,7 @@ class Plan:
     secondary: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     missing_data: MissingData = field(default_factory=MissingData)
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -173,4 +187,27 @@ def _analysis_keys(raw: dict, name: str) -> dict[str, Any]:
         enabled = md.get("enabled", m.enabled)
         _expect(isinstance(enabled, bool), name, "missing_data.enabled", enabled, "true or false")
         out["missing_data"] = MissingData(enabled=enabled, imputations=imputations, seed=seed)
+    if "fidelity" in raw:
+        fid = raw["fidelity"]
+        _expect(isinstance(fid, dict), name, "fidelity", fid,
+                "a mapping with bands, bands_note, outcomes, measured_in_control, arm")
+        unknown = sorted(set(fid) - _FIDELITY_KEYS)
+        _expect(not unknown, name, f"fidelity.{unknown[0] if unknown else ''}", None,
+                "only " + ", ".join(sorted(_FIDELITY_KEYS)))
+        bands = fid.get("bands")
+        _expect(bands is None or (isinstance(bands, list) and all(isinstance(b, dict) for b in bands)), name,
+                "fidelity.bands", bands, "a list of {label, max} (inclusive upper limits; the last without max)")
+        note = fid.get("bands_note", "")
+        _expect(isinstance(note, str), name, "fidelity.bands_note", note, "a text")
+        _expect(not bands or note.strip() != "", name, "fidelity.bands_note", note,
+                "a sentence saying where the bands come from (no CPIFS cut-off is published)")
+        measured = fid.get("measured_in_control", False)
+        _expect(isinstance(measured, bool), name, "fidelity.measured_in_control", measured, "true or false")
+        arm = fid.get("arm")
+        _expect(arm is None or (isinstance(arm, str) and arm.strip() != ""), name, "fidelity.arm", arm,
+                "an arm value, e.g. implementation")
+        out["fidelity"] = FidelitySettings(
+            bands=tuple(bands) if bands else None, bands_note=note,
+            outcomes=_names(fid.get("outcomes") or [], name, "fidelity.outcomes"),
+            measured_in_control=measured, arm=arm)
     return out
