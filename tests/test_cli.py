@@ -137,7 +137,10 @@ def test_click_usage_error_exits_2(capsys):
 def test_demo_writes_every_file(demo_dir):
     names = {p.name for p in demo_dir.iterdir()}
     assert {"demo_study.sav", "demo_workers.sav", "demo_study_map.yaml", "demo_plan.yaml", "report.html",
-            "demo_study_scored.sav", "demo_study_qa.csv", "demo_workers_scored.sav"} <= names
+            "demo_study_scored.sav", "demo_study_qa.csv", "demo_workers_scored.sav", "fidelity_report.html"} <= names
+    html = (demo_dir / "report.html").read_text()
+    for section in ("structure", "flow", "results", "fidelity_teams", "fidelity_outcomes", "provenance"):
+        assert f'id="{section}"' in html
 
 
 def test_demo_scored_data_accounts_for_every_row(demo_dir):
@@ -153,17 +156,23 @@ def test_demo_scored_data_accounts_for_every_row(demo_dir):
 
 
 def test_demo_report_is_what_report_command_gives_on_the_same_file(demo_dir, tmp_path, capsys):
-    again = tmp_path / "again.html"
+    again, fidelity = tmp_path / "again.html", tmp_path / "fidelity.html"
     code, _, err = run(capsys, "report", demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml",
-                       "--plan", demo_dir / "demo_plan.yaml", "-o", again, "--timestamp", TIMESTAMP)
+                       "--plan", demo_dir / "demo_plan.yaml", "--workers", demo_dir / "demo_workers.sav",
+                       "--workers-map", demo_dir / "demo_workers_map.yaml", "--fidelity-report", fidelity,
+                       "-o", again, "--timestamp", TIMESTAMP)
     assert code == 0, err
     assert again.read_bytes() == (demo_dir / "report.html").read_bytes()
+    assert fidelity.read_bytes() == (demo_dir / "fidelity_report.html").read_bytes()
+    code, _, err = run(capsys, "report", demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml",
+                       "--fidelity-report", fidelity, "-o", again)
+    assert code == 2 and "--fidelity-report needs --workers" in err
 
 
 def test_demo_is_deterministic_for_a_seed(demo_dir, tmp_path, capsys):
     code, _, err = run(capsys, "demo", "-o", tmp_path / "second", "--seed", "7", "--timestamp", TIMESTAMP)
     assert code == 0, err
-    for name in ("report.html", "demo_study_qa.csv"):
+    for name in ("report.html", "demo_study_qa.csv", "fidelity_report.html"):
         assert (tmp_path / "second" / name).read_bytes() == (demo_dir / name).read_bytes()
     code, _, _ = run(capsys, "demo", "-o", tmp_path / "third", "--seed", "8", "--timestamp", TIMESTAMP)
     assert (tmp_path / "third" / "report.html").read_bytes() != (demo_dir / "report.html").read_bytes()

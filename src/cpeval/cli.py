@@ -173,17 +173,26 @@ def _check_output(path, suffixes):
               help="Show counts below this number as '<N' (for reports circulated outside the study team).")
 @click.option("--timestamp", default=None,
               help="Fixed 'generated' time for the report (same inputs + timestamp = same bytes).")
+@click.option("--workers", "workers_path", type=click.Path(dir_okay=False), default=None,
+              help="The workers' data with CPIFS-W: adds the fidelity sections.")
+@click.option("--workers-map", "workers_map_path", type=click.Path(dir_okay=False), default=None,
+              help="Variable map for the workers' file.")
+@click.option("--fidelity-report", "fidelity_output", type=click.Path(dir_okay=False), default=None,
+              help="Also write the fidelity report for trust R&D (one page per team, small counts suppressed).")
 def report(input_path, map_path, instruments_dir, value_sets, encoding, plan_path, output, scored_path, qa_path,
-           suppress_below, timestamp):
+           suppress_below, timestamp, workers_path, workers_map_path, fidelity_output):
     """Import, score and report on INPUT in one go: SPSS export -> HTML report."""
     paths = _run_report(input_path, map_path=map_path, plan_path=plan_path, instruments_dir=instruments_dir,
                         value_sets=value_sets, encoding=encoding, output=output, scored_path=scored_path,
-                        qa_path=qa_path, suppress_below=suppress_below, timestamp=timestamp)
+                        qa_path=qa_path, suppress_below=suppress_below, timestamp=timestamp,
+                        workers_path=workers_path, workers_map_path=workers_map_path,
+                        fidelity_output=fidelity_output)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
 def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_sets=(), encoding=None, output,
-                scored_path=None, qa_path=None, suppress_below=0, timestamp=None, echo=True):
+                scored_path=None, qa_path=None, suppress_below=0, timestamp=None, echo=True, workers_path=None,
+                workers_map_path=None, fidelity_output=None):
     from cpeval.pipeline import run_scoring, summary_lines, write_qa, write_scored
     from cpeval.plan import default_plan, load_plan
     from cpeval.report import build_study_context, render_study_report, write_report
@@ -193,6 +202,10 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
         _check_output(scored_path, (".csv", ".sav"))
     if qa_path:
         _check_output(qa_path, (".csv",))
+    if fidelity_output:
+        _check_output(fidelity_output, (".html",))
+        if not workers_path:
+            raise CpevalError("--fidelity-report needs --workers: the workers' file with CPIFS-W")
     plan = load_plan(plan_path) if plan_path else default_plan(study=Path(input_path).stem)
     result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
                          value_set_specs=value_sets, encoding=encoding)
@@ -209,8 +222,23 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
         comparison = compare_arms(result.data, plan, result.instruments or None)
         add_comparison_sections(context, comparison, suppress_below=suppress_below,
                                 participant_ids=result.data[plan.design.participant])
-    write_report(render_study_report(context), output)
     written = [output]
+    if workers_path:  # fidelity: sections in the study report, and the R&D team pages when asked for
+        from cpeval.fidelity import analyse_fidelity
+        from cpeval.instruments import load_instruments
+        from cpeval.report_fidelity import add_fidelity_sections, render_fidelity_report
+
+        workers = run_scoring(workers_path, map_path=workers_map_path, instruments_dir=instruments_dir,
+                              encoding=encoding)
+        analysis = analyse_fidelity(result.data, workers.data, plan, load_instruments(instruments_dir))
+        add_fidelity_sections(context, analysis, suppress_below=suppress_below)
+        if fidelity_output:
+            # for circulation to teams: small counts suppressed (at least below 5) whatever the study report uses
+            html = render_fidelity_report(analysis, study=plan.design.study, generated=timestamp,
+                                          suppress_below=max(5, suppress_below))
+            write_report(html, fidelity_output)
+            written.append(fidelity_output)
+    write_report(render_study_report(context), output)
     if scored_path:
         write_scored(result, scored_path)
         written.append(scored_path)
@@ -347,7 +375,8 @@ def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, in
 def demo(output_dir, seed, timestamp):
     """Generate a synthetic Connecting People study and run the whole chain on it.
 
-    Writes the study's SPSS files, its variable maps and plan, the scored data, the QA list and report.html.
+    Writes the study's SPSS files, its variable maps and plan, the scored data, the QA list, report.html and
+    fidelity_report.html (the trust R&D version: one page per team).
     """
     from cpeval.demo import generate_demo_study, write_demo_files
     from cpeval.pipeline import run_scoring, write_scored
@@ -366,7 +395,9 @@ def demo(output_dir, seed, timestamp):
     participants = Path(files["participants"])
     written = _run_report(participants, map_path=folder / "demo_study_map.yaml", plan_path=folder / "demo_plan.yaml",
                           output=folder / "report.html", scored_path=folder / "demo_study_scored.sav",
-                          qa_path=folder / "demo_study_qa.csv", timestamp=timestamp)
+                          qa_path=folder / "demo_study_qa.csv", timestamp=timestamp,
+                          workers_path=files["workers"], workers_map_path=folder / "demo_workers_map.yaml",
+                          fidelity_output=folder / "fidelity_report.html")
     workers = run_scoring(files["workers"], map_path=folder / "demo_workers_map.yaml")
     write_scored(workers, folder / "demo_workers_scored.sav")
     click.echo(f"workers: {len(workers.data)} scored on {', '.join(i.id for i in workers.instruments)}")
@@ -375,7 +406,9 @@ def demo(output_dir, seed, timestamp):
         click.echo(f"  {Path(path).name}")
     click.echo("the same report from the SPSS file, as a study team would run it:")
     click.echo(f"  cpeval report {participants} --map {folder / 'demo_study_map.yaml'} "
-               f"--plan {folder / 'demo_plan.yaml'} -o {folder / 'report.html'}")
+               f"--plan {folder / 'demo_plan.yaml'} --workers {files['workers']} "
+               f"--workers-map {folder / 'demo_workers_map.yaml'} --fidelity-report {folder / 'fidelity_report.html'} "
+               f"-o {folder / 'report.html'}")
 
 
 def _new_folder(parent: Path, stem: str) -> Path:
