@@ -365,3 +365,57 @@ def test_outcome_model_errors(demo):
         fidelity_outcome_models(su, scores, plan, ["rguk_total"], arm_value="treated")
     with pytest.raises(CpevalError, match=r"scores: column\(s\) worker_linked not in the data"):
         fidelity_outcome_models(su, scores.drop(columns="worker_linked"), plan, ["rguk_total"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fidelity-outcome models against R lmerTest
+# ----------------------------------------------------------------------------------------------------------------
+# Reference: tests/data/outcomes/fidelity_lmer_reference.csv, written by tests/r/fidelity_outcome_reference.R
+# (R 4.2.2, lme4 1.1.31, lmerTest 3.1.3) from the frames tests/make_outcomes_data.py builds from the demo study.
+# All four fits are singular in lme4 (team variance 0): lmerTest then reports df = n - p; cpeval uses between-within
+# df (its documented decision) and names lmerTest's df in the notes. Estimates and SEs must agree.
+
+
+@pytest.fixture(scope="module")
+def fidelity_frames_and_models():
+    from make_outcomes_data import demo_fidelity_frames, demo_files, demo_scored
+
+    from cpeval.fidelity import analyse_fidelity
+    from cpeval.pipeline import run_scoring
+    from cpeval.plan import load_plan
+    from cpeval.resources import analysis_dir
+
+    files = demo_files()
+    plan = load_plan(analysis_dir() / "demo_plan.yaml")
+    su = demo_scored(files)
+    workers = run_scoring(files["workers"], map_path=analysis_dir() / "demo_workers_map.yaml").data
+    return demo_fidelity_frames(files), analyse_fidelity(su, workers, plan).outcome_models
+
+
+def test_fidelity_outcome_frames_are_those_r_was_given(fidelity_frames_and_models):
+    frames, _ = fidelity_frames_and_models
+    data = Path(__file__).parent / "data" / "outcomes"
+    for outcome, frame in frames.items():
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), pd.read_csv(data / f"fidelity_{outcome}.csv"),
+                                      check_dtype=False)
+
+
+def test_fidelity_outcome_models_match_lmertest(fidelity_frames_and_models):
+    _, models = fidelity_frames_and_models
+    ref = pd.read_csv(Path(__file__).parent / "data" / "outcomes" / "fidelity_lmer_reference.csv")
+    got = models.set_index(["outcome", "model"])
+    for r in ref.itertuples():
+        rec = got.loc[(r.outcome, r.model)]
+        assert rec["estimate"] == pytest.approx(r.estimate, rel=1e-4)
+        assert rec["std_error"] == pytest.approx(r.std_error, rel=1e-4)
+        assert rec["n_participants"] == r.n
+        assert r.singular and rec["df_method"] == "between-within"
+        assert f"R lmerTest would report Satterthwaite df {r.df:.1f}" in rec["notes"]
+
+
+def test_banded_fidelity_model_compares_bands_with_the_lowest(fidelity_frames_and_models):
+    _, models = fidelity_frames_and_models
+    banded = models[models["model"] == "fidelity_worker_band"]
+    assert set(banded["term"]) == {"worker fidelity band: moderate vs low", "worker fidelity band: high vs low"}
+    assert banded["estimate"].notna().all()
+    assert banded["notes"].str.contains("bands are the plan's assumption").all()

@@ -583,7 +583,8 @@ def _fit_one(frame: pd.DataFrame, outcome: str, model: str, term: str, cluster: 
 
 
 def fidelity_outcome_models(service_users_scored: pd.DataFrame, scores: pd.DataFrame, plan: Plan,
-                            outcomes: Sequence[str], *, arm_value: str = "implementation") -> pd.DataFrame:
+                            outcomes: Sequence[str], *, arm_value: str = "implementation",
+                            bands: Any = None) -> pd.DataFrame:
     """Within one arm (default the implementation arm): is higher fidelity associated with better outcomes?
 
     For each outcome two models, both ``follow-up outcome ~ fidelity + baseline outcome + (1 | team)`` fitted by
@@ -595,7 +596,9 @@ def fidelity_outcome_models(service_users_scored: pd.DataFrame, scores: pd.DataF
     - ``model = "fidelity_service_user"``: fidelity = the CPIFS-SU total the participant gave.
 
     The estimate is the difference in follow-up outcome per 1 point of fidelity (scale 1-9), adjusted for the
-    baseline outcome. Columns ``MODEL_COLUMNS`` (the outcome-record keys of cpeval.outcomes). Every record notes
+    baseline outcome. With ``bands``, a third model per outcome (``model = "fidelity_worker_band"``) replaces the
+    worker's score by its band: one record per band against the lowest band present (reference), e.g. "worker
+    fidelity band: high vs low". Columns ``MODEL_COLUMNS`` (the outcome-record keys of cpeval.outcomes). Every record notes
     that this is an observational comparison. With 5 teams, df are small; participants sharing a worker are not
     modelled as a further level (only the team intercept). A problem with one outcome gives a record with a note
     and no estimate; it does not stop the others.
@@ -612,25 +615,74 @@ def fidelity_outcome_models(service_users_scored: pd.DataFrame, scores: pd.DataF
     if arm_value not in arm_values:
         raise CpevalError(f"arm_value is {arm_value!r}, which is not a value of column '{d.arm}'; expected one of "
                           f"{', '.join(sorted(arm_values))}")
+    note = OBSERVATIONAL_NOTE.format(arm=arm_value)
+    records = []
+    for outcome in outcomes:
+        frame = fidelity_outcome_frame(service_users_scored, scores, plan, outcome, arm_value=arm_value)
+        frame_w = frame.assign(fidelity=frame["fidelity_worker"])
+        records.append(_fit_one(frame_w, outcome, MODEL_WORKER, TERM_WORKER, d.cluster, note,
+                                "no follow-up or baseline score, or no linked worker with a CPIFS-W total"))
+        frame_s = frame.assign(fidelity=frame["fidelity_service_user"])
+        records.append(_fit_one(frame_s, outcome, MODEL_SERVICE_USER, TERM_SERVICE_USER, d.cluster, note,
+                                "no follow-up or baseline score, or no CPIFS-SU total"))
+        if bands:
+            records += _fit_banded(frame_w, outcome, parse_bands(bands), d.cluster, note)
+    return pd.DataFrame(records, columns=MODEL_COLUMNS)
+
+
+MODEL_WORKER_BAND = "fidelity_worker_band"
+
+
+def fidelity_outcome_frame(service_users_scored: pd.DataFrame, scores: pd.DataFrame, plan: Plan, outcome: str, *,
+                           arm_value: str) -> pd.DataFrame:
+    """The analysis frame of the fidelity-outcome models: ``cpeval.outcomes.ancova_frame`` within one arm, plus
+    ``fidelity_worker`` (the CPIFS-W total of the participant's linked worker) and ``fidelity_service_user`` (the
+    participant's own CPIFS-SU total)."""
     su = scores[scores["version"] == "SU"]
     own_total = su.dropna(subset=["total"]).drop_duplicates("rater_id", keep="last").set_index("rater_id")["total"]
     linked = su[su["worker_linked"].astype(bool)].drop_duplicates("rater_id", keep="last")
     worker_of = dict(zip(linked["rater_id"], linked["worker_id"]))
     worker_total = scores[scores["version"] == "W"].set_index("rater_id")["total"]
-    note = OBSERVATIONAL_NOTE.format(arm=arm_value)
+    frame = ancova_frame(service_users_scored, plan, outcome)
+    frame = frame[frame["arm"] == arm_value].copy()
+    pid = frame["participant"].map(_text)
+    frame["fidelity_worker"] = pid.map(worker_of).map(worker_total).astype(float).to_numpy()
+    frame["fidelity_service_user"] = pid.map(own_total).astype(float).to_numpy()
+    return frame
+
+
+def _fit_banded(frame: pd.DataFrame, outcome: str, bands: list[dict], cluster: str, base_note: str) -> list[dict]:
+    """Follow-up outcome ~ worker fidelity band (indicators, lowest band present = reference) + baseline + team."""
+    analysed = frame[frame[["y", "y0", "fidelity"]].notna().all(axis=1)].copy()
+    analysed["band"] = band_scores(analysed["fidelity"], bands).to_numpy()
+    present = [b["label"] for b in bands if (analysed["band"] == b["label"]).any()]
+    term0 = f"worker fidelity band ({format_bands(bands)})"
+    if len(present) < 2:
+        return [_record(outcome, MODEL_WORKER_BAND, term0,
+                        f"fewer than 2 bands among the participants analysed ({', '.join(present) or 'none'}): "
+                        f"no banded comparison; {base_note}")]
+    if analysed["cluster"].nunique() < 2:
+        return [_record(outcome, MODEL_WORKER_BAND, term0, f"fewer than 2 teams: no model; {base_note}")]
+    reference = present[0]
+    terms = {label: f"worker fidelity band: {label} vs {reference}" for label in present[1:]}
+    X = pd.DataFrame({"(Intercept)": 1.0, **{t: (analysed["band"] == label).astype(float)
+                                             for label, t in terms.items()},
+                      f"baseline {outcome}": analysed["y0"]}, index=analysed.index)
+    try:
+        fit = fit_mixed(analysed["y"].to_numpy(dtype=float), X, analysed["cluster"].to_numpy(), [cluster])
+    except CpevalError as exc:
+        return [_record(outcome, MODEL_WORKER_BAND, term0, f"model not fitted: {exc}; {base_note}")]
     records = []
-    for outcome in outcomes:
-        frame = ancova_frame(service_users_scored, plan, outcome)
-        frame = frame[frame["arm"] == arm_value].copy()
-        pid = frame["participant"].map(_text)
-        w = pid.map(worker_of)
-        frame_w = frame.assign(fidelity=w.map(worker_total).astype(float).to_numpy())
-        records.append(_fit_one(frame_w, outcome, MODEL_WORKER, TERM_WORKER, d.cluster, note,
-                                "no follow-up or baseline score, or no linked worker with a CPIFS-W total"))
-        frame_s = frame.assign(fidelity=pid.map(own_total).astype(float).to_numpy())
-        records.append(_fit_one(frame_s, outcome, MODEL_SERVICE_USER, TERM_SERVICE_USER, d.cluster, note,
-                                "no follow-up or baseline score, or no CPIFS-SU total"))
-    return pd.DataFrame(records, columns=MODEL_COLUMNS)
+    for label, term in terms.items():
+        row = fit.fixed.loc[term]
+        record = _record(outcome, MODEL_WORKER_BAND, term, "; ".join([*_notes_for_term(fit, term), base_note,
+                                                                      "bands are the plan's assumption"]))
+        record.update(estimate=float(row["estimate"]), std_error=float(row["std_error"]), df=float(row["df"]),
+                      df_method=fit.df_method, conf_low=float(row["conf_low"]), conf_high=float(row["conf_high"]),
+                      p_value=float(row["p_value"]), n_participants=int(len(analysed)),
+                      n_clusters=int(analysed["cluster"].nunique()))
+        records.append(record)
+    return records
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -715,7 +767,8 @@ def analyse_fidelity(service_users: pd.DataFrame, workers: pd.DataFrame, plan: P
         if in_control.any():
             notes.append(f"{int(in_control.sum())} fidelity rating(s) from control teams are shown but arms are not "
                          "compared (the plan says fidelity.measured_in_control: false)")
-    models = (fidelity_outcome_models(service_users, scores, plan, outcomes, arm_value=arm_value) if outcomes
+    models = (fidelity_outcome_models(service_users, scores, plan, outcomes, arm_value=arm_value,
+                                      bands=list(settings.bands) if settings.bands else None) if outcomes
               else pd.DataFrame(columns=MODEL_COLUMNS))
     reliability = pd.concat([domain_reliability(workers, "W", instruments=instruments),
                              domain_reliability(service_users, "SU", instruments=instruments)], ignore_index=True)
