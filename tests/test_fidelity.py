@@ -419,3 +419,60 @@ def test_banded_fidelity_model_compares_bands_with_the_lowest(fidelity_frames_an
     assert set(banded["term"]) == {"worker fidelity band: moderate vs low", "worker fidelity band: high vs low"}
     assert banded["estimate"].notna().all()
     assert banded["notes"].str.contains("bands are the plan's assumption").all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Consensus ratings of practice examples by several raters
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_icc_a1_for_three_raters_matches_psych():
+    # tests/data/fidelity/consensus_reference.csv from tests/r/consensus_reference.R (psych 2.2.9, ICC2):
+    # ICC 0.926590538336052, 95% CI 0.808133226071684 to 0.979274123599409
+    from cpeval.fidelity import icc_a1_matrix
+
+    grid = pd.read_csv(Path(__file__).parent / "data" / "fidelity" / "consensus_grid.csv")
+    got = icc_a1_matrix(grid[["r1", "r2", "r3"]].to_numpy())
+    assert got["icc"] == pytest.approx(0.926590538336052, abs=1e-10)
+    assert got["conf_low"] == pytest.approx(0.808133226071684, abs=1e-10)
+    assert got["conf_high"] == pytest.approx(0.979274123599409, abs=1e-10)
+
+
+def _ratings_for(workers, rows):
+    return pd.DataFrame(rows, columns=["worker_id", "rater", "domain", "rating"])
+
+
+def test_consensus_scores_agreement_and_unrated_examples():
+    from cpeval.fidelity import consensus_ratings
+
+    grid = pd.read_csv(Path(__file__).parent / "data" / "fidelity" / "consensus_grid.csv")
+    workers = pd.DataFrame({"worker_id": [f"w{i}" for i in range(1, 11)]})
+    rows = [(f"w{e}", rater, "com", getattr(r, rater)) for r in grid.itertuples() for e in [r.example]
+            for rater in ("r1", "r2", "r3")]
+    rows += [("w1", "r1", "ass", 6), ("w1", "r2", "ass", 8), ("w2", "r1", "ass", None)]
+    result = consensus_ratings(_ratings_for(workers, rows), workers)
+    com = result.consensus[result.consensus.domain == "com"].set_index("worker_id")
+    assert com.loc["w1", "consensus"] == pytest.approx((7 + 8 + 7) / 3) and com.loc["w1", "n_raters"] == 3
+    ass = result.consensus[result.consensus.domain == "ass"].set_index("worker_id")
+    assert list(ass.index) == ["w1"] and ass.loc["w1", "consensus"] == 7.0  # w2's only rating is missing
+    agreement = result.agreement.set_index("domain")
+    assert agreement.loc["com", "icc"] == pytest.approx(0.926590538336052, abs=1e-10)
+    assert agreement.loc["ass", "note"] == "fewer than 5 pairs (n = 1): no ICC"
+    # 10 workers x 5 domains = 50 examples; 10 com + 1 ass rated -> 39 unrated, w2 ass among them
+    assert len(result.unrated) == 39
+    assert ((result.unrated.worker_id == "w2") & (result.unrated.domain == "ass")).any()
+
+
+@pytest.mark.parametrize("row, message", [
+    (("w1", "r1", "commmunity", 5), "consensus ratings: row 1, domain is 'commmunity'; expected one of com, ass"),
+    (("w1", "r1", "com", 10), "consensus ratings: row 1, rating is 10; expected a whole number 1-9"),
+    (("w9", "r1", "com", 5), "consensus ratings: worker(s) w9 not in the workers' data"),
+])
+def test_consensus_rating_errors(row, message):
+    from cpeval.errors import CpevalError
+    from cpeval.fidelity import consensus_ratings
+
+    workers = pd.DataFrame({"worker_id": ["w1"]})
+    with pytest.raises(CpevalError) as err:
+        consensus_ratings(_ratings_for(workers, [row]), workers)
+    assert str(err.value).startswith(message)

@@ -415,16 +415,25 @@ def icc_a1(x: Sequence[float], y: Sequence[float], *, conf_level: float = 0.95) 
     """
     if isinstance(conf_level, bool) or not isinstance(conf_level, (int, float)) or not 0 < conf_level < 1:
         raise CpevalError(f"conf_level is {conf_level!r}; expected a number between 0 and 1, e.g. 0.95")
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = ~(np.isnan(x) | np.isnan(y))
+    return icc_a1_matrix(np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]),
+                         conf_level=conf_level)
+
+
+def icc_a1_matrix(ratings: np.ndarray, *, conf_level: float = 0.95) -> dict:
+    """ICC(A,1) for n targets x k raters (the same formulas as :func:`icc_a1`, for any k >= 2); targets with a
+    missing rating are left out (the two-way ANOVA needs complete rows)."""
+    if isinstance(conf_level, bool) or not isinstance(conf_level, (int, float)) or not 0 < conf_level < 1:
+        raise CpevalError(f"conf_level is {conf_level!r}; expected a number between 0 and 1, e.g. 0.95")
+    ratings = np.asarray(ratings, dtype=float)
+    ok = ~np.isnan(ratings).any(axis=1)
     n = int(ok.sum())
     out = dict(icc=np.nan, conf_low=np.nan, conf_high=np.nan, n=n, note="")
     if n < MIN_PAIRS:
-        out["note"] = f"fewer than {MIN_PAIRS} pairs (n = {n}): no ICC"
+        what = "pairs" if ratings.shape[1] == 2 else "complete sets of ratings"
+        out["note"] = f"fewer than {MIN_PAIRS} {what} (n = {n}): no ICC"
         return out
-    r = np.column_stack([x[ok], y[ok]])
-    k = 2
+    r = ratings[ok]
+    k = r.shape[1]
     grand = r.mean()
     ssr = k * float(((r.mean(axis=1) - grand) ** 2).sum())
     ssc = n * float(((r.mean(axis=0) - grand) ** 2).sum())
@@ -434,7 +443,7 @@ def icc_a1(x: Sequence[float], y: Sequence[float], *, conf_level: float = 0.95) 
     denom = msr + (k - 1) * mse + k * (msc - mse) / n
     if not denom > 1e-12 * max(1.0, sst) or not mse > 0:
         out["note"] = ("every score is the same: no ICC" if sst <= 0
-                       else "no residual variance (the two ratings differ by a constant or do not vary): no ICC")
+                       else "no residual variance (the ratings differ by a constant or do not vary): no ICC")
         return out
     icc = (msr - mse) / denom
     a = 1 - conf_level
@@ -811,3 +820,71 @@ def write_fidelity(analysis: FidelityAnalysis, path) -> None:
         analysis.teams.to_csv(path, index=False)
     else:
         raise CpevalError(f"{path}: fidelity results are written as .json or .csv; expected one of those suffixes")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Consensus ratings of the practice examples
+# ----------------------------------------------------------------------------------------------------------------
+
+CONSENSUS_COLUMNS = ["worker_id", "domain", "n_raters", "consensus", "ratings"]
+RATER_AGREEMENT_COLUMNS = ["domain", "n_examples", "n_raters", "icc_type", "icc", "icc_conf_low", "icc_conf_high",
+                           "note"]
+
+
+class ConsensusResult(NamedTuple):
+    consensus: pd.DataFrame  # CONSENSUS_COLUMNS: one row per worker x domain with at least one rating
+    agreement: pd.DataFrame  # RATER_AGREEMENT_COLUMNS: inter-rater ICC(A,1) per domain
+    unrated: pd.DataFrame  # worker_id, domain: examples with no rating (every worker x domain is expected)
+
+
+def consensus_ratings(ratings: pd.DataFrame, workers: pd.DataFrame, *, worker: str = "worker_id") -> ConsensusResult:
+    """Researchers' ratings of each worker's practice example per domain, when several raters rated them.
+
+    ``ratings`` is long: ``worker_id, rater, domain, rating`` (domain one of com, ass, pla, par, rel; rating 1-9).
+    The consensus score of an example is the mean of its raters' ratings (a team that agreed one score by discussion
+    records it as a single rater, e.g. ``consensus``). Inter-rater agreement per domain is ICC(A,1) over the
+    examples rated by every rater (:func:`icc_a1_matrix`, as R psych ``ICC2``). Every worker x domain without a
+    rating is listed in ``unrated``. A rating out of 1-9, an unknown domain or a worker not in ``workers`` is a
+    CpevalError naming the row.
+    """
+    _require(ratings, [worker, "rater", "domain", "rating"], "consensus ratings")
+    _require(workers, [worker], "workers")
+    data = ratings.copy()
+    data["_worker"] = data[worker].map(_text)
+    data["domain"] = data["domain"].astype("string").str.strip().str.lower()
+    values = pd.to_numeric(data["rating"], errors="coerce")
+    for i, (dom, val, raw) in enumerate(zip(data["domain"], values, data["rating"])):
+        if dom not in DOMAINS:
+            raise CpevalError(f"consensus ratings: row {i + 1}, domain is {dom!r}; expected one of "
+                              f"{', '.join(DOMAINS)}")
+        if not pd.isna(raw) and (pd.isna(val) or not 1 <= val <= 9 or val != int(val)):
+            raise CpevalError(f"consensus ratings: row {i + 1}, rating is {raw!r}; expected a whole number 1-9")
+    known = set(workers[worker].map(_text))
+    unknown = sorted(set(data["_worker"]) - known)
+    if unknown:
+        raise CpevalError(f"consensus ratings: worker(s) {', '.join(map(str, unknown[:5]))} not in the workers' data; "
+                          "expected every rated example to belong to a known worker")
+    data["rating"] = values
+    rated = data.dropna(subset=["rating"])
+    grouped = rated.groupby(["_worker", "domain"])["rating"]
+    consensus = pd.DataFrame({"n_raters": grouped.count(), "consensus": grouped.mean(),
+                              "ratings": grouped.apply(lambda r: ", ".join(f"{v:g}" for v in r))}).reset_index()
+    consensus = consensus.rename(columns={"_worker": "worker_id"})[CONSENSUS_COLUMNS]
+    expected = pd.MultiIndex.from_product([sorted(known, key=str), list(DOMAINS)], names=["worker_id", "domain"])
+    have = pd.MultiIndex.from_frame(consensus[["worker_id", "domain"]])
+    unrated = expected.difference(have).to_frame(index=False)
+    rows = []
+    for dom in DOMAINS:
+        grid = rated[rated["domain"] == dom].pivot_table(index="_worker", columns="rater", values="rating",
+                                                          aggfunc="mean")
+        n_raters = grid.shape[1]
+        if n_raters < 2:
+            rows.append(dict(domain=dom, n_examples=int(len(grid)), n_raters=n_raters, icc_type=ICC_TYPE,
+                             icc=np.nan, icc_conf_low=np.nan, icc_conf_high=np.nan,
+                             note="fewer than 2 raters: no inter-rater agreement"))
+            continue
+        icc = icc_a1_matrix(grid.to_numpy())
+        rows.append(dict(domain=dom, n_examples=icc["n"], n_raters=n_raters, icc_type=ICC_TYPE, icc=icc["icc"],
+                         icc_conf_low=icc["conf_low"], icc_conf_high=icc["conf_high"], note=icc["note"]))
+    return ConsensusResult(consensus=consensus, agreement=pd.DataFrame(rows, columns=RATER_AGREEMENT_COLUMNS),
+                           unrated=unrated)
