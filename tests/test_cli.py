@@ -137,9 +137,11 @@ def test_click_usage_error_exits_2(capsys):
 def test_demo_writes_every_file(demo_dir):
     names = {p.name for p in demo_dir.iterdir()}
     assert {"demo_study.sav", "demo_workers.sav", "demo_study_map.yaml", "demo_plan.yaml", "report.html",
-            "demo_study_scored.sav", "demo_study_qa.csv", "demo_workers_scored.sav", "fidelity_report.html"} <= names
+            "demo_study_scored.sav", "demo_study_qa.csv", "demo_workers_scored.sav", "fidelity_report.html",
+            "demo_consensus.csv"} <= names
     html = (demo_dir / "report.html").read_text()
-    for section in ("structure", "flow", "results", "fidelity_teams", "fidelity_outcomes", "provenance"):
+    for section in ("structure", "flow", "results", "fidelity_teams", "fidelity_outcomes", "fidelity_consensus",
+                    "provenance"):
         assert f'id="{section}"' in html
 
 
@@ -160,7 +162,7 @@ def test_demo_report_is_what_report_command_gives_on_the_same_file(demo_dir, tmp
     code, _, err = run(capsys, "report", demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml",
                        "--plan", demo_dir / "demo_plan.yaml", "--workers", demo_dir / "demo_workers.sav",
                        "--workers-map", demo_dir / "demo_workers_map.yaml", "--fidelity-report", fidelity,
-                       "-o", again, "--timestamp", TIMESTAMP)
+                       "--consensus", demo_dir / "demo_consensus.csv", "-o", again, "--timestamp", TIMESTAMP)
     assert code == 0, err
     assert again.read_bytes() == (demo_dir / "report.html").read_bytes()
     assert fidelity.read_bytes() == (demo_dir / "fidelity_report.html").read_bytes()
@@ -294,7 +296,7 @@ def test_fidelity_command_writes_every_table(demo_dir, tmp_path, capsys):
 
     args = [demo_dir / "demo_study.sav", "--map", demo_dir / "demo_study_map.yaml", "--workers",
             demo_dir / "demo_workers.sav", "--workers-map", demo_dir / "demo_workers_map.yaml",
-            "--plan", demo_dir / "demo_plan.yaml"]
+            "--consensus", demo_dir / "demo_consensus.csv", "--plan", demo_dir / "demo_plan.yaml"]
     code, out, err = run(capsys, "fidelity", *args, "-o", tmp_path / "fidelity.json")
     assert code == 0, err
     result = json.loads((tmp_path / "fidelity.json").read_text())
@@ -304,6 +306,13 @@ def test_fidelity_command_writes_every_table(demo_dir, tmp_path, capsys):
     assert len({t["team"] for t in totals}) == 10 and {t["version"] for t in totals} == {"W", "SU"}
     assert {r["outcome"] for r in result["arm_comparison"]} == {"cpifs_w_total", "cpifs_su_total"}
     assert all("observational comparison" in r["notes"] for r in result["fidelity_outcome_models"])
+    agreement = result["consensus"]["agreement"]
+    assert [a["domain"] for a in agreement] == ["com", "ass", "pla", "par", "rel"]
+    assert all(a["n_raters"] == 3 and 0 < a["icc"] < 1 for a in agreement)
+    rated = pd.read_csv(demo_dir / "demo_consensus.csv").groupby(["worker_id", "domain"]).ngroups
+    assert len(result["consensus"]["scores"]) == rated
+    n_workers = len(pyreadstat.read_sav(demo_dir / "demo_workers.sav")[0])
+    assert len(result["consensus"]["unrated"]) == n_workers * 5 - rated  # every worker x domain rated or listed
     code, _, err = run(capsys, "fidelity", *args, "-o", tmp_path / "teams.csv")
     assert code == 0, err
     assert len(pd.read_csv(tmp_path / "teams.csv")) == len(result["teams"])

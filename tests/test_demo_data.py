@@ -331,10 +331,21 @@ def test_fidelity_correlates_with_follow_up_rguk_within_arm(study):
 
 # ---- files
 
-def test_write_demo_files_returns_both_paths(written):
-    assert set(written) == {"participants", "workers"}
+def test_write_demo_files_returns_every_path(written):
+    assert set(written) == {"participants", "workers", "consensus"}
     assert written["participants"].name == "demo_study.sav" and written["workers"].name == "demo_workers.sav"
+    assert written["consensus"].name == "demo_consensus.csv"
     assert all(path.is_file() and path.stat().st_size > 0 for path in written.values())
+
+
+def test_consensus_ratings_three_raters_on_known_workers(study):
+    ratings = study.consensus_ratings
+    assert list(ratings.columns) == ["worker_id", "rater", "domain", "rating"]
+    assert set(ratings["rater"]) == {"R1", "R2", "R3"}
+    assert set(ratings["domain"]) == {"com", "ass", "pla", "par", "rel"}
+    assert ratings["rating"].between(1, 9).all() and (ratings["rating"] % 1 == 0).all()
+    assert set(ratings["worker_id"]) <= set(study.workers["WORKER"])
+    assert not ratings.duplicated(["worker_id", "rater", "domain"]).any()
 
 
 def test_written_study_file_keeps_values_labels_and_missing_codes(study, written):

@@ -179,20 +179,22 @@ def _check_output(path, suffixes):
               help="Variable map for the workers' file.")
 @click.option("--fidelity-report", "fidelity_output", type=click.Path(dir_okay=False), default=None,
               help="Also write the fidelity report for trust R&D (one page per team, small counts suppressed).")
+@click.option("--consensus", "consensus_path", type=click.Path(dir_okay=False), default=None,
+              help="Researchers' ratings of the practice examples (long: worker_id, rater, domain, rating).")
 def report(input_path, map_path, instruments_dir, value_sets, encoding, plan_path, output, scored_path, qa_path,
-           suppress_below, timestamp, workers_path, workers_map_path, fidelity_output):
+           suppress_below, timestamp, workers_path, workers_map_path, fidelity_output, consensus_path):
     """Import, score and report on INPUT in one go: SPSS export -> HTML report."""
     paths = _run_report(input_path, map_path=map_path, plan_path=plan_path, instruments_dir=instruments_dir,
                         value_sets=value_sets, encoding=encoding, output=output, scored_path=scored_path,
                         qa_path=qa_path, suppress_below=suppress_below, timestamp=timestamp,
                         workers_path=workers_path, workers_map_path=workers_map_path,
-                        fidelity_output=fidelity_output)
+                        fidelity_output=fidelity_output, consensus_path=consensus_path)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
 def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_sets=(), encoding=None, output,
                 scored_path=None, qa_path=None, suppress_below=0, timestamp=None, echo=True, workers_path=None,
-                workers_map_path=None, fidelity_output=None):
+                workers_map_path=None, fidelity_output=None, consensus_path=None):
     from cpeval.pipeline import run_scoring, summary_lines, write_qa, write_scored
     from cpeval.plan import default_plan, load_plan
     from cpeval.report import build_study_context, render_study_report, write_report
@@ -230,7 +232,8 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
 
         workers = run_scoring(workers_path, map_path=workers_map_path, instruments_dir=instruments_dir,
                               encoding=encoding)
-        analysis = analyse_fidelity(result.data, workers.data, plan, load_instruments(instruments_dir))
+        analysis = analyse_fidelity(result.data, workers.data, plan, load_instruments(instruments_dir),
+                                    consensus=_read_consensus(consensus_path))
         add_fidelity_sections(context, analysis, suppress_below=suppress_below)
         if fidelity_output:
             # for circulation to teams: small counts suppressed (at least below 5) whatever the study report uses
@@ -318,6 +321,9 @@ _workers_options = [
                  help="The workers' data (.sav/.csv, one row per worker) with CPIFS-W."),
     click.option("--workers-map", "workers_map_path", type=click.Path(dir_okay=False), default=None,
                  help="Variable map for the workers' file."),
+    click.option("--consensus", "consensus_path", type=click.Path(dir_okay=False), default=None,
+                 help="Researchers' ratings of the practice examples (.csv/.sav, long: worker_id, rater, domain, "
+                      "rating)."),
 ]
 
 
@@ -329,8 +335,8 @@ _workers_options = [
               help="Analysis plan YAML with a fidelity section (bands, outcomes, measured_in_control).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FIDELITY.json (every table) or FIDELITY.csv (team-by-domain table).")
-def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, workers_path, workers_map_path, plan_path,
-             output):
+def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, workers_path, workers_map_path,
+             consensus_path, plan_path, output):
     """Fidelity to the Connecting People model: CPIFS-W (workers) and CPIFS-SU (service users in INPUT)."""
     from cpeval.fidelity import write_fidelity
     from cpeval.plan import load_plan
@@ -340,7 +346,7 @@ def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, worker
         raise CpevalError("--workers is required: the workers' file with CPIFS-W (one row per worker)")
     plan = load_plan(plan_path)
     analysis = _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, instruments_dir,
-                             value_sets, encoding)
+                             value_sets, encoding, consensus_path)
     write_fidelity(analysis, output)
     for note in analysis.notes:
         click.echo(f"note: {note}")
@@ -350,8 +356,14 @@ def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, worker
     click.echo(f"wrote {output}")
 
 
+def _read_consensus(path):
+    from cpeval.io import read_data
+
+    return read_data(path).data if path else None
+
+
 def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, instruments_dir=None, value_sets=(),
-                  encoding=None):
+                  encoding=None, consensus_path=None):
     from cpeval.fidelity import analyse_fidelity
     from cpeval.instruments import load_instruments
     from cpeval.pipeline import run_scoring
@@ -361,7 +373,8 @@ def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, in
     _check_design_columns(service_users.data, plan)
     workers = run_scoring(workers_path, map_path=workers_map_path, instruments_dir=instruments_dir,
                           encoding=encoding)
-    return analyse_fidelity(service_users.data, workers.data, plan, load_instruments(instruments_dir))
+    return analyse_fidelity(service_users.data, workers.data, plan, load_instruments(instruments_dir),
+                            consensus=_read_consensus(consensus_path))
 
 
 # ------------------------------------------------------------------------------------------------------- demo
@@ -397,17 +410,18 @@ def demo(output_dir, seed, timestamp):
                           output=folder / "report.html", scored_path=folder / "demo_study_scored.sav",
                           qa_path=folder / "demo_study_qa.csv", timestamp=timestamp,
                           workers_path=files["workers"], workers_map_path=folder / "demo_workers_map.yaml",
-                          fidelity_output=folder / "fidelity_report.html")
+                          fidelity_output=folder / "fidelity_report.html", consensus_path=files["consensus"])
     workers = run_scoring(files["workers"], map_path=folder / "demo_workers_map.yaml")
     write_scored(workers, folder / "demo_workers_scored.sav")
     click.echo(f"workers: {len(workers.data)} scored on {', '.join(i.id for i in workers.instruments)}")
     click.echo(f"demo study (seed {seed}) in {folder}/ in {time.perf_counter() - started:.1f} s:")
-    for path in [participants, files["workers"], *written, folder / "demo_workers_scored.sav"]:
+    for path in [participants, files["workers"], files["consensus"], *written, folder / "demo_workers_scored.sav"]:
         click.echo(f"  {Path(path).name}")
     click.echo("the same report from the SPSS file, as a study team would run it:")
     click.echo(f"  cpeval report {participants} --map {folder / 'demo_study_map.yaml'} "
                f"--plan {folder / 'demo_plan.yaml'} --workers {files['workers']} "
-               f"--workers-map {folder / 'demo_workers_map.yaml'} --fidelity-report {folder / 'fidelity_report.html'} "
+               f"--workers-map {folder / 'demo_workers_map.yaml'} --consensus {files['consensus']} "
+               f"--fidelity-report {folder / 'fidelity_report.html'} "
                f"-o {folder / 'report.html'}")
 
 

@@ -229,6 +229,7 @@ class DemoStudy:
     worker_meta: dict
     planted_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
     seed: int | None = None
+    consensus_ratings: pd.DataFrame = field(default_factory=pd.DataFrame)  # worker_id, rater, domain, rating
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -461,6 +462,18 @@ def generate_demo_study(seed: int = 2024) -> DemoStudy:
         workers[col] = workers[col].astype("int64")
 
     planted = _plant_errors(streams["errors"], participants, workers)
+    # three researchers rate each practice example (a stream of its own: the files above are unchanged by it);
+    # examples with no example given have no ratings, and a few single ratings are missing
+    rr = np.random.default_rng([seed, 7])
+    rater_bias = np.array([0.0, 0.4, -0.3])
+    quality = w_fid[:, None] + np.array(list(_CPIFS_DOMAIN_OFFSET.values()))
+    rows = []
+    for r, bias in enumerate(rater_bias):
+        rating = np.clip(np.rint(quality + bias + rr.normal(0, 0.7, quality.shape)), 1, 9)
+        rating[np.isnan(examples) | (rr.random(quality.shape) < 0.03)] = np.nan
+        for j, d in enumerate(_CPIFS_DOMAIN_OFFSET):
+            rows.append(pd.DataFrame({"worker_id": w_id, "rater": f"R{r + 1}", "domain": d, "rating": rating[:, j]}))
+    consensus = pd.concat(rows, ignore_index=True).dropna(subset=["rating"]).reset_index(drop=True)
     return DemoStudy(
         participants=participants,
         workers=workers,
@@ -468,6 +481,7 @@ def generate_demo_study(seed: int = 2024) -> DemoStudy:
         worker_meta=_worker_meta(),
         planted_errors=planted,
         seed=seed,
+        consensus_ratings=consensus,
     )
 
 
@@ -623,7 +637,9 @@ def _worker_meta() -> dict:
 def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
     """Write ``demo_study.sav`` and ``demo_workers.sav`` (labels, value labels, user-missing codes) into ``folder``.
 
-    The folder is created if needed. Returns ``{"participants": path, "workers": path}``.
+    Also ``demo_consensus.csv``: three researchers' ratings of each worker's practice examples (long: worker_id,
+    rater, domain, rating). The folder is created if needed. Returns ``{"participants", "workers", "consensus"}``
+    paths.
     """
     import pyreadstat
 
@@ -633,7 +649,8 @@ def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
     except OSError as exc:
         raise CpevalError(f"demo output folder {str(folder)!r}: cannot create it ({exc.strerror}); "
                           "expected a writable folder") from exc
-    paths = {"participants": folder / STUDY_FILE, "workers": folder / WORKERS_FILE}
+    paths = {"participants": folder / STUDY_FILE, "workers": folder / WORKERS_FILE,
+             "consensus": folder / "demo_consensus.csv"}
     for key, frame, meta in (("participants", study.participants, study.participant_meta),
                              ("workers", study.workers, study.worker_meta)):
         try:
@@ -641,6 +658,7 @@ def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
         except OSError as exc:
             raise CpevalError(f"demo file {str(paths[key])!r}: cannot write it ({exc}); "
                               "expected a writable folder") from exc
+    study.consensus_ratings.to_csv(paths["consensus"], index=False)
     return paths
 
 

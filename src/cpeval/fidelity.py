@@ -749,12 +749,15 @@ class FidelityAnalysis:
     arm_comparison: pd.DataFrame | None  # MODEL_COLUMNS, when fidelity was measured in control teams
     bands_text: str  # the thresholds, printed with every banded result
     notes: list[str] = field(default_factory=list)
+    consensus: Any = None  # ConsensusResult when several raters rated the practice examples
 
 
 def analyse_fidelity(service_users: pd.DataFrame, workers: pd.DataFrame, plan: Plan,
-                     instruments: Mapping[str, Instrument] | None = None) -> FidelityAnalysis:
+                     instruments: Mapping[str, Instrument] | None = None,
+                     consensus: pd.DataFrame | None = None) -> FidelityAnalysis:
     """The fidelity analysis the plan describes (its ``fidelity:`` section), on scored service-user data (long)
-    and the workers' data (one row per worker)."""
+    and the workers' data (one row per worker); ``consensus``: researchers' ratings of the practice examples
+    (see :func:`consensus_ratings`), when there are any."""
     d = plan.design
     settings = plan.fidelity
     try:
@@ -785,7 +788,8 @@ def analyse_fidelity(service_users: pd.DataFrame, workers: pd.DataFrame, plan: P
         plan=plan, scores=scores, qa=result.qa, teams=team_fidelity(scores, bands=bands),
         agreement=worker_service_user_agreement(scores), reliability=reliability, outcome_models=models,
         arm_comparison=compare_arms_on_fidelity(scores, plan) if settings.measured_in_control else None,
-        bands_text=format_bands(bands) if bands else "", notes=notes)
+        bands_text=format_bands(bands) if bands else "", notes=notes,
+        consensus=consensus_ratings(consensus, workers, worker="worker_id") if consensus is not None else None)
 
 
 def fidelity_as_dict(analysis: FidelityAnalysis) -> dict:
@@ -804,6 +808,9 @@ def fidelity_as_dict(analysis: FidelityAnalysis) -> dict:
         "fidelity_outcome_models": _records(analysis.outcome_models),
         "arm_comparison": None if analysis.arm_comparison is None else _records(analysis.arm_comparison),
         "unlinked_service_users": _records(analysis.qa),
+        "consensus": None if analysis.consensus is None else {
+            "scores": _records(analysis.consensus.consensus), "agreement": _records(analysis.consensus.agreement),
+            "unrated": _records(analysis.consensus.unrated)},
         "notes": analysis.notes,
     }
 

@@ -40,7 +40,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from cpeval.errors import CpevalError
-from cpeval.fidelity import DOMAIN_LABELS, DOMAINS, FidelityAnalysis
+from cpeval.fidelity import DOMAIN_LABELS, DOMAINS, ICC_TYPE, FidelityAnalysis
 from cpeval.report import (
     DASH,
     _clean_svg,
@@ -446,6 +446,9 @@ def add_fidelity_sections(context: dict, analysis: FidelityAnalysis, *, suppress
         groups[-1]["rows"].append(row)
     outcomes = {**common, "groups": groups, "caution": OBSERVATIONAL_CAUTION, "arm": pretty(arm_value)}
     sections.append(("fidelity_outcomes", "Fidelity and outcomes (observational)", outcomes))
+    if getattr(analysis, "consensus", None) is not None:
+        sections.append(("fidelity_consensus", "Fidelity: researchers’ ratings of practice examples",
+                         {**common, **consensus_section(analysis.consensus, k)}))
     qa_n = int(len(analysis.qa)) if analysis.qa is not None else 0
     notes = {**common, "notes": [clean(n) for n in analysis.notes or []],
              "n_unlinked": fmt_count(qa_n, k), "has_unlinked": qa_n > 0}
@@ -567,3 +570,26 @@ def render_fidelity_report(analysis: FidelityAnalysis, *, study: str, generated:
         "notes": [redact(n) for n in analysis.notes or [] if not str(n).startswith("bands (")],
     }
     return _environment().get_template("fidelity_report.html.j2").render(**context)
+
+
+def consensus_section(consensus, k: int) -> dict:
+    """Inter-rater agreement per domain and the unrated examples (counts only: no worker is named)."""
+    rows = []
+    for r in consensus.agreement.itertuples():
+        computed = not _is_missing_number(r.icc)
+        rows.append({
+            "domain": DOMAIN_LABELS.get(r.domain, r.domain),
+            "n_examples": fmt_count(r.n_examples, k), "n_raters": fmt_count(r.n_raters, 0),
+            "icc": fmt_number(r.icc, 2) if computed else "\u2014",
+            "ci": (f"{fmt_number(r.icc_conf_low, 2)} to {fmt_number(r.icc_conf_high, 2)}" if computed
+                   else "\u2014"),
+            "note": r.note,
+        })
+    scores = consensus.consensus
+    by_domain = consensus.unrated.groupby("domain").size() if len(consensus.unrated) else pd.Series(dtype=int)
+    return {"rows": rows, "icc_type": ICC_TYPE,
+            "n_rated": fmt_count(len(scores), k), "mean_consensus": fmt_number(scores["consensus"].mean(), 2)
+            if len(scores) else "\u2014",
+            "n_unrated": fmt_count(len(consensus.unrated), k),
+            "unrated": [{"domain": DOMAIN_LABELS.get(dom, dom), "n": fmt_count(by_domain.get(dom, 0), k)}
+                        for dom in DOMAIN_LABELS]}
