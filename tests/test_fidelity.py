@@ -476,3 +476,20 @@ def test_consensus_rating_errors(row, message):
     with pytest.raises(CpevalError) as err:
         consensus_ratings(_ratings_for(workers, [row]), workers)
     assert str(err.value).startswith(message)
+
+
+def test_domain_with_too_few_items_is_a_qa_record_not_lost():
+    items = [f"{d}{i}" for d, k in (("com", 4), ("ass", 3), ("pla", 3), ("par", 3), ("rel", 4)) for i in range(1, k + 1)]
+    workers = pd.DataFrame({"worker_id": ["a", "b"], "team_id": ["t", "t"], "arm": ["implementation"] * 2,
+                            **{f"cpifs_w_{i}": [5, 5] for i in items}})
+    workers.loc[1, ["cpifs_w_com1", "cpifs_w_com2", "cpifs_w_com3"]] = np.nan  # 3 of 4 missing: no domain score
+    service_users = pd.DataFrame({"participant_id": ["p"], "team_id": ["t"], "arm": ["implementation"],
+                                  "timepoint": ["follow_up"], "worker_id": ["a"],
+                                  **{f"cpifs_su_{i}": [6] for i in items}})
+    result = fidelity_scores(workers, service_users)
+    assert len(result.scores) == 3  # every rater kept
+    b = result.scores.set_index("rater_id").loc["b"]
+    assert np.isnan(b["com"]) and np.isnan(b["total"]) and b["items_answered"] == 14
+    qa = result.qa[result.qa.reason == "domain_not_scored"]
+    assert list(qa.variable) == ["cpifs_w_com"]
+    assert qa.iloc[0].action == "engagement with service users' community and the total left missing for rater b"

@@ -275,6 +275,17 @@ def fidelity_scores(workers: pd.DataFrame, service_users: pd.DataFrame, *, team:
                        "action": "kept as linked; each rater keeps their own team"})
     scores = pd.concat([w_out, su_out], ignore_index=True)[SCORE_COLUMNS]
     scores["worker_linked"] = scores["worker_linked"].astype(bool)
+    # a rater who answered some items but too few in a domain has no score there: listed, never silently absent
+    for dom in DOMAINS:
+        for k in np.flatnonzero(scores[dom].isna().to_numpy() & scores["total"].isna().to_numpy()
+                                & (scores["items_answered"].fillna(0).to_numpy() > 0)):
+            r = scores.iloc[k]
+            qa.append(dict(source="workers" if r["version"] == "W" else "service users", row=None,
+                           participant_id=r["rater_id"] if r["version"] == "SU" else None,
+                           timepoint=r["timepoint"], variable=f"{VERSIONS[r['version']]}_{dom}", value=None,
+                           reason="domain_not_scored",
+                           expected="enough answered items for the domain score (at most 1 missing)",
+                           action=f"{DOMAIN_LABELS[dom]} and the total left missing for rater {r['rater_id']}"))
     return FidelityScores(scores, qa_frame(qa))
 
 
