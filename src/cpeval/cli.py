@@ -352,7 +352,9 @@ def fidelity(input_path, map_path, instruments_dir, value_sets, encoding, worker
         click.echo(f"note: {note}")
     totals = analysis.teams[analysis.teams["domain"] == "total"]
     click.echo(f"fidelity scores: {len(analysis.scores)} raters in {totals['team'].nunique()} teams; "
-               f"{len(analysis.qa)} service user(s) without a linked worker")
+               f"{len(analysis.unlinked)} service user(s) without a linked worker; "
+               f"{int((analysis.qa['reason'] == 'domain_not_scored').sum())} domain score(s) not computed "
+               "(too few items answered)")
     click.echo(f"wrote {output}")
 
 

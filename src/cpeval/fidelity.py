@@ -752,7 +752,7 @@ class FidelityAnalysis:
 
     plan: Plan
     scores: pd.DataFrame  # SCORE_COLUMNS, one row per rater, plus "band" when the plan has bands
-    qa: pd.DataFrame  # service users whose worker is not found (cpeval.qa.QA_COLUMNS)
+    qa: pd.DataFrame  # unlinked service users and unscored domains (cpeval.qa.QA_COLUMNS)
     teams: pd.DataFrame  # TEAM_COLUMNS
     agreement: pd.DataFrame  # AGREEMENT_COLUMNS
     reliability: pd.DataFrame  # RELIABILITY_COLUMNS (both versions)
@@ -761,6 +761,11 @@ class FidelityAnalysis:
     bands_text: str  # the thresholds, printed with every banded result
     notes: list[str] = field(default_factory=list)
     consensus: Any = None  # ConsensusResult when several raters rated the practice examples
+
+    @property
+    def unlinked(self) -> pd.DataFrame:
+        """QA records of service users whose worker is missing, unknown or in another team."""
+        return self.qa[self.qa["reason"].astype("string").str.startswith("worker_").fillna(False)]
 
 
 def analyse_fidelity(service_users: pd.DataFrame, workers: pd.DataFrame, plan: Plan,
@@ -818,7 +823,8 @@ def fidelity_as_dict(analysis: FidelityAnalysis) -> dict:
         "reliability": _records(analysis.reliability),
         "fidelity_outcome_models": _records(analysis.outcome_models),
         "arm_comparison": None if analysis.arm_comparison is None else _records(analysis.arm_comparison),
-        "unlinked_service_users": _records(analysis.qa),
+        "unlinked_service_users": _records(analysis.unlinked),
+        "qa": _records(analysis.qa),
         "consensus": None if analysis.consensus is None else {
             "scores": _records(analysis.consensus.consensus), "agreement": _records(analysis.consensus.agreement),
             "unrated": _records(analysis.consensus.unrated)},

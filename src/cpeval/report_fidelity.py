@@ -449,7 +449,7 @@ def add_fidelity_sections(context: dict, analysis: FidelityAnalysis, *, suppress
     if getattr(analysis, "consensus", None) is not None:
         sections.append(("fidelity_consensus", "Fidelity: researchers’ ratings of practice examples",
                          {**common, **consensus_section(analysis.consensus, k)}))
-    qa_n = int(len(analysis.qa)) if analysis.qa is not None else 0
+    qa_n = int(len(analysis.unlinked)) if analysis.qa is not None else 0
     notes = {**common, "notes": [clean(n) for n in analysis.notes or []],
              "n_unlinked": fmt_count(qa_n, k), "has_unlinked": qa_n > 0}
     sections.append(("fidelity_notes", "Fidelity: notes", notes))
