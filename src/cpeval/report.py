@@ -660,6 +660,18 @@ def _round2(match: re.Match) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def figure_svg(fig, figure_id: str, label: str, *, unclip: bool = False) -> str:
+    """A matplotlib figure as deterministic inline SVG: no date or creator metadata, ids prefixed by ``figure_id``,
+    an accessible ``label``; ``unclip`` turns clipping off (for figures whose artists all lie inside the axes
+    limits), so the SVG needs no clip paths and hence no ``url(#...)`` references."""
+    if unclip:
+        for artist in fig.findobj():
+            artist.set_clip_on(False)
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return _clean_svg(buf.getvalue(), figure_id, label)
+
+
 def _clean_svg(svg: str, prefix: str, label: str) -> str:
     """Make matplotlib's SVG fit inline in HTML: no XML prolog, no namespace URLs, ids unique to the figure."""
     svg = re.sub(r"^.*?(?=<svg\b)", "", svg, flags=re.S)
@@ -754,12 +766,11 @@ def distribution_figure_svg(dist: pd.DataFrame, *, suppress_below: int = 0,
                 fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
                            bbox_to_anchor=(0.5, 1.0))
             fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.45 * nrows + 0.45)))
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+            svg = figure_svg(fig, figure_id, "Mean score with 95% confidence interval by arm at each time point, "
+                                             "one panel per score")
         finally:
             fig.clear()
-    return _clean_svg(buf.getvalue(), figure_id,
-                      "Mean score with 95% confidence interval by arm at each time point, one panel per score")
+    return svg
 
 
 # ----------------------------------------------------------------------------------------------------------

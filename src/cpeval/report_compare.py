@@ -24,7 +24,6 @@ group with fewer than k values are not shown. Team counts are not suppressed (as
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,7 +36,7 @@ from cpeval.baseline import SMD_NOTE
 from cpeval.outcomes import MODEL_DESCRIPTIONS, MODEL_IMPUTED, MODEL_LONGITUDINAL, MODEL_PRIMARY
 from cpeval.report import (
     DASH,
-    _clean_svg,
+    figure_svg,
     _is_missing_number,
     _mpl_text,
     _Redactor,
@@ -428,15 +427,13 @@ def forest_figure_svg(results: pd.DataFrame, *, treatment: str = "implementation
                                       label=_mpl_text(MODEL_NAMES.get(model, pretty(model)))))
             fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
                        bbox_to_anchor=(0.5, 1.0), borderaxespad=0.2)
-            for artist in fig.findobj():  # everything lies inside the limits: no clip paths, so no url(#...)
-                artist.set_clip_on(False)
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+            # everything lies inside the limits: no clip paths, so no url(#...)
+            svg = figure_svg(fig, figure_id, "Forest plot: standardised effect of implementation versus control "
+                                             "with 95% confidence interval, one row per outcome and model",
+                             unclip=True)
         finally:
             fig.clear()
-    return _clean_svg(buf.getvalue(), figure_id,
-                      "Forest plot: standardised effect of implementation versus control with 95% confidence "
-                      "interval, one row per outcome and model")
+    return svg
 
 
 def split_notes(text: str) -> list[str]:

@@ -30,7 +30,6 @@ fewer than k ratings are not shown (in tables or figures). Team counts are not s
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +42,7 @@ from cpeval.errors import CpevalError
 from cpeval.fidelity import DOMAIN_LABELS, DOMAINS, ICC_TYPE, FidelityAnalysis
 from cpeval.report import (
     DASH,
-    _clean_svg,
+    figure_svg,
     _environment,
     _generated_text,
     _is_missing_number,
@@ -273,15 +272,12 @@ def profile_figure_svg(profile: pd.DataFrame, *, team: str, figure_id: str = "fi
             ]
             fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.0),
                        fontsize=8, handletextpad=0.4, columnspacing=1.4)
-            for artist in fig.findobj():
-                artist.set_clip_on(False)
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+            svg = figure_svg(fig, figure_id, f"Fidelity domain profile of {team}: workers' and service users' "
+                                             "mean per domain against the range and median of the other teams of "
+                                             "the same arm", unclip=True)
         finally:
             fig.clear()
-    return _clean_svg(buf.getvalue(), figure_id,
-                      f"Fidelity domain profile of {team}: workers' and service users' mean per domain against "
-                      "the range and median of the other teams of the same arm")
+    return svg
 
 
 # ----------------------------------------------------------------------------------------------------------
