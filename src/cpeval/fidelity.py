@@ -35,7 +35,7 @@ from scipy import stats
 from cpeval.errors import CpevalError
 from cpeval.instruments import Instrument, load_instruments
 from cpeval.mixed import fit_mixed
-from cpeval.outcomes import _notes_for_term, ancova_frame
+from cpeval.outcomes import ancova_frame, notes_for_term
 from cpeval.plan import Plan
 from cpeval.qa import qa_frame
 from cpeval.reliability import cronbach_alpha
@@ -598,7 +598,7 @@ def _fit_one(frame: pd.DataFrame, outcome: str, model: str, term: str, cluster: 
     record.update(estimate=float(row["estimate"]), std_error=float(row["std_error"]), df=float(row["df"]),
                   df_method=fit.df_method, conf_low=float(row["conf_low"]), conf_high=float(row["conf_high"]),
                   p_value=float(row["p_value"]), n_participants=int(len(analysed)),
-                  n_clusters=int(analysed["cluster"].nunique()), notes="; ".join([*_notes_for_term(fit, term), *notes]))
+                  n_clusters=int(analysed["cluster"].nunique()), notes="; ".join([*notes_for_term(fit, term), *notes]))
     return record
 
 
@@ -695,7 +695,7 @@ def _fit_banded(frame: pd.DataFrame, outcome: str, bands: list[dict], cluster: s
     records = []
     for label, term in terms.items():
         row = fit.fixed.loc[term]
-        record = _record(outcome, MODEL_WORKER_BAND, term, "; ".join([*_notes_for_term(fit, term), base_note,
+        record = _record(outcome, MODEL_WORKER_BAND, term, "; ".join([*notes_for_term(fit, term), base_note,
                                                                       "bands are the plan's assumption"]))
         record.update(estimate=float(row["estimate"]), std_error=float(row["std_error"]), df=float(row["df"]),
                       df_method=fit.df_method, conf_low=float(row["conf_low"]), conf_high=float(row["conf_high"]),
@@ -737,7 +737,7 @@ def compare_arms_on_fidelity(scores: pd.DataFrame, plan: Plan) -> pd.DataFrame:
             records.append(_record(outcome, MODEL_ARMS, term, f"model not fitted: {exc}"))
             continue
         row = fit.fixed.loc[term]
-        record = _record(outcome, MODEL_ARMS, term, "; ".join(_notes_for_term(fit, term)))
+        record = _record(outcome, MODEL_ARMS, term, "; ".join(notes_for_term(fit, term)))
         record.update(estimate=float(row["estimate"]), std_error=float(row["std_error"]), df=float(row["df"]),
                       df_method=fit.df_method, conf_low=float(row["conf_low"]), conf_high=float(row["conf_high"]),
                       p_value=float(row["p_value"]), n_participants=int(len(rows)),

@@ -225,7 +225,7 @@ def _record_from_fit(fit, term: str, outcome: str, model: str, people: pd.DataFr
         estimate=row["estimate"], std_error=row["std_error"], df=row["df"], df_method=fit.df_method,
         conf_low=row["conf_low"], conf_high=row["conf_high"], p_value=row["p_value"],
         n_participants=int(people["participant"].nunique()), n_clusters=int(people["cluster"].nunique()),
-        notes="; ".join(_notes_for_term(fit, term)), imputations=0,
+        notes="; ".join(notes_for_term(fit, term)), imputations=0,
     )
     d = plan.design
     for arm, suffix in ((d.treatment, "treatment"), (d.control, "control")):
@@ -244,7 +244,7 @@ def _record_from_fit(fit, term: str, outcome: str, model: str, people: pd.DataFr
     return record
 
 
-def _notes_for_term(fit, term: str) -> list[str]:
+def notes_for_term(fit, term: str) -> list[str]:
     """The fit's notes, with the singular-fit df note cut down to the term reported."""
     notes = []
     for note in fit.notes:
