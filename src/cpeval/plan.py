@@ -17,9 +17,9 @@ import yaml
 from cpeval.errors import CpevalError
 
 # Keys that later analyses read; accepted (and kept in Plan.extra) so one plan file serves every command.
-_LATER_KEYS = {"costs", "report"}
+_LATER_KEYS = {"report"}
 _DESIGN_KEYS = {"study", "participant", "cluster", "site", "arm", "timepoint"}
-_ANALYSIS_KEYS = {"outcomes", "covariates", "missing_data", "fidelity"}
+_ANALYSIS_KEYS = {"outcomes", "covariates", "missing_data", "fidelity", "costs"}
 _FIDELITY_KEYS = {"bands", "bands_note", "outcomes", "measured_in_control", "arm"}
 _MISSING_DATA_KEYS = {"imputations", "seed", "enabled"}
 
@@ -71,6 +71,147 @@ class FidelitySettings:
     arm: str | None = None  # the arm whose fidelity-outcome link is modelled; default the treatment arm
 
 
+_COSTS_KEYS = {"perspective", "price_year", "unit_costs", "price_index", "recall_months", "services", "service_use",
+               "exclude_unpriced", "implementation_costs", "utility", "effect", "horizon_months", "discount_rate",
+               "bootstrap", "thresholds", "inb_thresholds"}
+SERVICE_MEASURES = ("contacts", "minutes_per_contact", "minutes", "hours", "days")
+_BOOTSTRAP_KEYS = {"replicates", "seed", "conf_level"}
+_THRESHOLD_KEYS = {"from", "to", "step"}
+
+
+@dataclass(frozen=True)
+class ServiceColumns:
+    """Which (long-format) columns record one service's use; see docs/costs.md."""
+
+    service: str
+    contacts: str | None = None
+    minutes_per_contact: str | None = None
+    minutes: str | None = None
+    hours: str | None = None
+    days: str | None = None
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """{measure: column} for the measures given."""
+        return {m: getattr(self, m) for m in SERVICE_MEASURES if getattr(self, m)}
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The costs analysis (cpeval.costs; keys documented in docs/costs.md). File names are as written in the plan;
+    ``base_dir`` is the plan file's folder, against which they are resolved."""
+
+    unit_costs: str
+    price_year: str
+    perspective: str = "NHS and personal social services"
+    price_index: str | None = None
+    recall_months: float = 6.0
+    services: tuple[ServiceColumns, ...] = ()
+    service_use: str | None = None
+    exclude_unpriced: bool = False
+    implementation_costs: str | tuple[dict, ...] | None = None
+    utility: str | None = None
+    effect: str | None = None  # default: the plan's primary outcome
+    horizon_months: float = 6.0
+    discount_rate: float = 0.0
+    replicates: int = 2000
+    seed: int = 2024
+    conf_level: float = 0.95
+    thresholds: tuple[float, float, float] = (0.0, 50000.0, 1000.0)
+    inb_thresholds: tuple[float, ...] = (20000.0, 30000.0)
+    base_dir: str = "."
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def parse_cost_settings(raw: Any, name: str) -> CostSettings:
+    """Validate a plan's ``costs`` mapping (file existence is checked when the analysis runs)."""
+    _expect(isinstance(raw, dict), name, "costs", raw, "a mapping (see docs/costs.md)")
+    unknown = sorted(set(raw) - _COSTS_KEYS)
+    _expect(not unknown, name, f"costs.{unknown[0] if unknown else ''}", None, "only " + ", ".join(sorted(_COSTS_KEYS)))
+    out: dict[str, Any] = {"base_dir": str(Path(name).parent)}
+    for key in ("unit_costs", "price_year"):
+        _expect(key in raw, name, f"costs.{key}", None, "a value (it is required)")
+    for key in ("unit_costs", "price_year", "perspective", "price_index", "service_use", "utility", "effect"):
+        if raw.get(key) is not None:
+            value = raw[key]
+            _expect(isinstance(value, (str, int)) and str(value).strip() != "", name, f"costs.{key}", value,
+                    "a non-empty text")
+            out[key] = str(value)
+    for key, low, high in (("recall_months", 0, 120), ("horizon_months", 0, 600), ("discount_rate", -1e-12, 1)):
+        if key in raw:
+            value = raw[key]
+            _expect(_number(value) and low < value <= high, name, f"costs.{key}", value,
+                    f"a number above {max(low, 0):g} and at most {high:g}")
+            out[key] = float(value)
+    if "exclude_unpriced" in raw:
+        _expect(isinstance(raw["exclude_unpriced"], bool), name, "costs.exclude_unpriced", raw["exclude_unpriced"],
+                "true or false")
+        out["exclude_unpriced"] = raw["exclude_unpriced"]
+    services = raw.get("services")
+    if services is not None:
+        _expect(isinstance(services, dict) and services, name, "costs.services", services,
+                "a mapping of service (as in the unit-cost table) to {contacts: COLUMN, ...}")
+        parsed = []
+        for service, cols in services.items():
+            key = f"costs.services.{service}"
+            _expect(isinstance(cols, dict) and cols, name, key, cols,
+                    "a mapping of measure to column, measures: " + ", ".join(SERVICE_MEASURES))
+            bad = sorted(set(cols) - set(SERVICE_MEASURES))
+            _expect(not bad, name, f"{key}.{bad[0] if bad else ''}", None, "one of " + ", ".join(SERVICE_MEASURES))
+            for measure, column in cols.items():
+                _expect(isinstance(column, str) and column.strip(), name, f"{key}.{measure}", column, "a column name")
+            _expect(("minutes_per_contact" not in cols) or ("contacts" in cols), name, key, cols,
+                    "contacts together with minutes_per_contact")
+            main = [m for m in ("contacts", "minutes", "hours", "days") if m in cols]
+            _expect(len(main) == 1, name, key, cols, "exactly one of contacts, minutes, hours, days")
+            parsed.append(ServiceColumns(service=str(service), **cols))
+        out["services"] = tuple(parsed)
+    _expect(bool(out.get("services")) != bool(out.get("service_use")), name, "costs.services", services,
+            "either services (wide columns) or service_use (a long file), not both and not neither")
+    impl = raw.get("implementation_costs")
+    if impl is not None:
+        if isinstance(impl, list):
+            _expect(all(isinstance(r, dict) and "team" in r for r in impl) and impl, name,
+                    "costs.implementation_costs", impl, "a file name or a list of {team, <component>: cost}")
+            out["implementation_costs"] = tuple(impl)
+        else:
+            _expect(isinstance(impl, str) and impl.strip(), name, "costs.implementation_costs", impl,
+                    "a file name or a list of {team, <component>: cost}")
+            out["implementation_costs"] = impl
+    boot = raw.get("bootstrap")
+    if boot is not None:
+        _expect(isinstance(boot, dict), name, "costs.bootstrap", boot, "a mapping with replicates, seed, conf_level")
+        bad = sorted(set(boot) - _BOOTSTRAP_KEYS)
+        _expect(not bad, name, f"costs.bootstrap.{bad[0] if bad else ''}", None, "only replicates, seed, conf_level")
+        reps = boot.get("replicates", 2000)
+        _expect(isinstance(reps, int) and not isinstance(reps, bool) and 99 <= reps <= 1_000_000, name,
+                "costs.bootstrap.replicates", reps, "a whole number from 99 to 1000000")
+        seed = boot.get("seed", 2024)
+        _expect(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, name, "costs.bootstrap.seed",
+                seed, "a whole number of 0 or more")
+        conf = boot.get("conf_level", 0.95)
+        _expect(_number(conf) and 0.5 <= conf < 1, name, "costs.bootstrap.conf_level", conf,
+                "a number from 0.5 to below 1, e.g. 0.95")
+        out.update(replicates=reps, seed=seed, conf_level=float(conf))
+    th = raw.get("thresholds")
+    if th is not None:
+        _expect(isinstance(th, dict) and set(th) == _THRESHOLD_KEYS and all(_number(th[k]) for k in th), name,
+                "costs.thresholds", th, "{from: 0, to: 50000, step: 1000} (numbers, £ per QALY)")
+        _expect(0 <= th["from"] < th["to"] and 0 < th["step"] <= th["to"] - th["from"]
+                and (th["to"] - th["from"]) / th["step"] <= 10_000, name, "costs.thresholds", th,
+                "0 <= from < to, a positive step, at most 10000 steps")
+        out["thresholds"] = (float(th["from"]), float(th["to"]), float(th["step"]))
+    inb = raw.get("inb_thresholds")
+    if inb is not None:
+        _expect(isinstance(inb, list) and inb and all(_number(v) and v >= 0 for v in inb), name,
+                "costs.inb_thresholds", inb, "a list of thresholds in £ per QALY, e.g. [20000, 30000]")
+        out["inb_thresholds"] = tuple(float(v) for v in inb)
+    return CostSettings(**out)
+
+
 @dataclass(frozen=True)
 class Plan:
     design: Design
@@ -80,6 +221,7 @@ class Plan:
     covariates: tuple[str, ...] = ()
     missing_data: MissingData = field(default_factory=MissingData)
     fidelity: FidelitySettings = field(default_factory=FidelitySettings)
+    costs: CostSettings | None = None  # the plan's costs section (cpeval.costs); None when it has none
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,6 +329,8 @@ def _analysis_keys(raw: dict, name: str) -> dict[str, Any]:
         enabled = md.get("enabled", m.enabled)
         _expect(isinstance(enabled, bool), name, "missing_data.enabled", enabled, "true or false")
         out["missing_data"] = MissingData(enabled=enabled, imputations=imputations, seed=seed)
+    if "costs" in raw:
+        out["costs"] = parse_cost_settings(raw["costs"], name)
     if "fidelity" in raw:
         fid = raw["fidelity"]
         _expect(isinstance(fid, dict), name, "fidelity", fid,
