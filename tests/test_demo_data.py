@@ -41,6 +41,10 @@ SU_ITEMS = (
     + [f"eq5d5l_{d}" for d in EQ5D_DIMS] + ["eq5d5l_vas"]
 )
 CPIFS_SU = [f"cpifs_su_{i}" for i in CPIFS_ITEMS]
+# CSRI service use: SPSS stem -> cpeval name (written out here, independently of cpeval.demo)
+CSRI = {"CSRI_GP": "csri_gp_surgery", "CSRI_GPTEL": "csri_gp_telephone", "CSRI_GPHOME": "csri_gp_home_visit",
+        "CSRI_PN": "csri_practice_nurse", "CSRI_CMHT": "csri_cmht_contacts", "CSRI_CSN": "csri_csn_contacts",
+        "CSRI_CSNMIN": "csri_csn_minutes"}
 CPIFS_W = [f"cpifs_w_{i}" for i in CPIFS_ITEMS] + [f"cpifs_w_ex_{d}" for d in ["com", "ass", "pla", "par", "rel"]]
 
 
@@ -89,6 +93,14 @@ def _interviewed(frame, prefix):
     return frame[[c for c in frame.columns if c.startswith(prefix)]].notna().any(axis=1)
 
 
+def _interviewed_without_csri(frame, prefix):
+    return frame[[c for c in frame.columns if c.startswith(prefix) and "CSRI" not in c]].notna().any(axis=1)
+
+
+def _csri_cols(prefix):
+    return [prefix + stem for stem in CSRI]
+
+
 def _cpifs_su_mean(frame):
     return _clean(frame, [f"T2_CPIFS_{i.upper()}" for i in CPIFS_ITEMS], 1, 9).mean(axis=1)
 
@@ -108,6 +120,7 @@ def test_same_seed_gives_identical_data(study):
     pd.testing.assert_frame_equal(again.participants, study.participants)
     pd.testing.assert_frame_equal(again.workers, study.workers)
     pd.testing.assert_frame_equal(again.planted_errors, study.planted_errors)
+    pd.testing.assert_frame_equal(again.implementation_costs, study.implementation_costs)
     assert again.participant_meta == study.participant_meta
     assert again.worker_meta == study.worker_meta
 
@@ -116,6 +129,8 @@ def test_different_seed_gives_different_data(study):
     other = demo.generate_demo_study(SEED + 1)
     assert not other.participants.equals(study.participants)
     assert not other.workers.equals(study.workers)
+    assert not other.participants[_csri_cols("T1_")].equals(study.participants[_csri_cols("T1_")])
+    assert not other.implementation_costs.equals(study.implementation_costs)
 
 
 def test_default_seed_is_2024(study):
@@ -201,7 +216,8 @@ def test_study_map_produces_cpeval_names(maps):
     m = maps["participants"]
     assert m["fixed"] == {"ID": "participant_id", "TRUST": "trust_id", "TEAM": "team_id", "ARM": "arm",
                           "WORKER": "worker_id", "AGE": "age", "SEX": "gender"}
-    assert sorted(m["repeated"].values()) == sorted(SU_ITEMS)
+    assert sorted(m["repeated"].values()) == sorted(SU_ITEMS + list(CSRI.values()))
+    assert {stem: m["repeated"][stem] for stem in CSRI} == CSRI
     assert sorted(v["name"] for v in m["variables"].values()) == sorted(CPIFS_SU)
     assert {"arm", "gender"} <= set(m["value_labels_as_text"])
     assert m["missing_codes"]["all"] == [-9, -8] and m["missing_codes"]["AGE"] == [999]
@@ -257,7 +273,7 @@ def test_values_valid_apart_from_planted_errors(study, dataset):
 
 def test_planted_errors_are_listed_exactly(study):
     errs = study.planted_errors
-    assert 5 <= len(errs) <= 15
+    assert len(errs) == 13                                     # 12 on the questionnaires, 1 on service use
     assert list(errs.columns)[:4] == ["dataset", "row", "id", "variable"]
     assert not errs.duplicated(["dataset", "row", "variable"]).any()
     for e in errs.itertuples():
@@ -269,7 +285,11 @@ def test_planted_errors_are_listed_exactly(study):
     assert {"participants", "workers"} == set(errs["dataset"])
     assert {"baseline", "follow_up"} <= set(errs["timepoint"].dropna())
     prefixes = {v.split("_")[0] for v in errs["cpeval_variable"]}
-    assert {"wemwbs", "rguk", "eq5d5l", "scope", "cpifs"} <= prefixes
+    assert {"wemwbs", "rguk", "eq5d5l", "scope", "cpifs", "csri"} <= prefixes
+    csri = errs[errs["variable"].str.contains("CSRI")]
+    assert len(csri) == 1 and csri.iloc[0]["value"] < 0 and csri.iloc[0]["timepoint"] == "follow_up"
+    assert csri.iloc[0]["cpeval_variable"] == CSRI[csri.iloc[0]["variable"][3:]]
+    assert not errs.duplicated(["dataset", "row"]).any()      # at most one planted error per row
 
 
 def test_item_missingness_is_a_few_percent(study):
@@ -332,7 +352,8 @@ def test_fidelity_correlates_with_follow_up_rguk_within_arm(study):
 # ---- files
 
 def test_write_demo_files_returns_every_path(written):
-    assert set(written) == {"participants", "workers", "consensus"}
+    assert set(written) == {"participants", "workers", "consensus", "implementation_costs"}
+    assert written["implementation_costs"].name == "demo_implementation_costs.csv"
     assert written["participants"].name == "demo_study.sav" and written["workers"].name == "demo_workers.sav"
     assert written["consensus"].name == "demo_consensus.csv"
     assert all(path.is_file() and path.stat().st_size > 0 for path in written.values())
@@ -396,6 +417,200 @@ def test_demo_map_paths_point_at_shipped_maps():
     assert paths["workers"].name == "demo_workers_map.yaml" and paths["workers"].is_file()
 
 
+# ---- CSRI service use and implementation costs
+
+def test_csri_columns_written_with_labels_measure_and_missing_codes(study, written):
+    df, meta = pyreadstat.read_sav(str(written["participants"]), user_missing=True)
+    labels = meta.column_names_to_labels
+    for stem in CSRI:
+        t1, t2 = f"T1_{stem}", f"T2_{stem}"
+        assert {t1, t2} <= set(df.columns)
+        assert labels[t1].startswith("Baseline: CSRI") and "6 months before the baseline interview" in labels[t1]
+        assert labels[t2].startswith("6 months: CSRI") and "since the baseline interview" in labels[t2]
+        for col in (t1, t2):
+            assert meta.variable_measure[col] == "scale"
+            assert sorted(r["lo"] for r in meta.missing_ranges[col]) == [-9, -8]
+            assert meta.variable_value_labels[col] == {-9: "Refused / not asked", -8: "Don't know"}
+    assert "minutes" in labels["T1_CSRI_CSNMIN"]
+    # the codes really occur in the service-use items and are missing when read plainly
+    csri = df[_csri_cols("T1_") + _csri_cols("T2_")]
+    assert (csri == -9).sum().sum() > 0 and (csri == -8).sum().sum() > 0
+    plain, _ = pyreadstat.read_sav(str(written["participants"]))
+    assert not plain[csri.columns].isin([-9, -8]).any().any()
+
+
+@pytest.mark.parametrize("seed", [SEED, 7, 17])
+def test_csri_missing_where_not_interviewed_and_otherwise_a_few_percent(seed):
+    p = demo.generate_demo_study(seed).participants
+    for prefix in ("T1_", "T2_"):
+        present = _interviewed_without_csri(p, prefix)
+        csri = p[_csri_cols(prefix)]
+        assert csri[~present].isna().all().all(), prefix
+        answered = csri[present]
+        assert answered.notna().mean().min() >= 0.9                 # item non-response only
+        assert 0.003 <= answered.isna().mean().mean() <= 0.06
+        codes = answered.isin([-9, -8]).mean().mean()
+        assert 0.002 <= codes <= 0.03
+        assert answered.notna().all(axis=1).mean() > 0.7             # most people answered every item
+
+
+@pytest.mark.parametrize("seed", [SEED, 1, 7, 123456])
+def test_csri_counts_are_non_negative_integers_apart_from_the_planted_error(seed):
+    s = demo.generate_demo_study(seed)
+    p = s.participants
+    planted = _planted_mask(s, "participants")
+    cols = _csri_cols("T1_") + _csri_cols("T2_")
+    x = p[cols]
+    valid = x.isna() | x.isin([-9, -8]) | ((x >= 0) & (x == np.round(x)))
+    assert valid.where(~planted[cols], True).all().all()
+    assert (~valid).sum().sum() == 1 and planted[cols].sum().sum() == 1
+    row = s.planted_errors.query("variable.str.startswith('T2_CSRI')", engine="python").iloc[0]
+    assert p.loc[row["row"] - 1, row["variable"]] == row["value"] < 0
+    # every service-use column has a valid range of 0 to no upper limit
+    ranges = demo.valid_ranges("participants")
+    assert all(ranges[c][0] == 0 and ranges[c][1] == np.inf for c in cols)
+
+
+@pytest.mark.parametrize("prefix", ["T1_", "T2_"])
+def test_csn_minutes_follow_the_contacts_item(study, prefix):
+    p = study.participants
+    contacts, minutes = p[f"{prefix}CSRI_CSN"], p[f"{prefix}CSRI_CSNMIN"]
+    assert (minutes[contacts == 0] == 0).all()                      # no contacts: minutes recorded as 0
+    assert (minutes[contacts.isin([-9, -8])] == -9).all()           # contacts refused / not known: not asked
+    assert minutes[contacts.isna()].isna().all()
+    used = minutes[(contacts > 0) & (minutes >= 0)]
+    assert len(used) > 5 and used.between(30, 60).all()
+    assert not ((contacts > 0) & (minutes == 0)).any()
+
+
+def test_service_use_levels_are_realistic_and_skewed(study):
+    p = study.participants
+    t1 = _interviewed_without_csri(p, "T1_")
+    x = p.loc[t1, _csri_cols("T1_")]
+    x = x.where(x >= 0)
+    mean = x.mean()
+    assert 1.5 <= mean["T1_CSRI_GP"] <= 3.5
+    assert 0.5 <= mean["T1_CSRI_GPTEL"] <= 1.6
+    assert mean["T1_CSRI_GPHOME"] <= 0.3
+    assert 0.5 <= mean["T1_CSRI_PN"] <= 1.6
+    assert 6 <= mean["T1_CSRI_CMHT"] <= 10.5
+    cmht = x["T1_CSRI_CMHT"].dropna()
+    assert cmht.var() > 3 * cmht.mean() and cmht.max() > 3 * cmht.mean()   # overdispersed, long tail
+    assert cmht.mean() > cmht.median()
+    users = (x["T1_CSRI_CSN"].dropna() > 0).mean()
+    assert 0.06 <= users <= 0.3
+
+
+@pytest.mark.parametrize("seed", [SEED, 1, 17])
+def test_service_use_is_higher_with_worse_health_and_wellbeing(seed):
+    p = demo.generate_demo_study(seed).participants
+    eq = _clean(p, [f"T1_EQ5D_{d.upper()}" for d in EQ5D_DIMS], 1, 5)
+    index = 1 - sum(eq[f"T1_EQ5D_{d.upper()}"].map(lambda v, d=d: ENGLAND_2018[d][int(v) - 1] if v == v else np.nan)
+                    for d in EQ5D_DIMS)
+    gp = p[["T1_CSRI_GP", "T1_CSRI_GPTEL", "T1_CSRI_GPHOME", "T1_CSRI_PN"]]
+    gp = gp.where(gp >= 0).sum(axis=1, min_count=4)
+    assert gp.corr(index, method="spearman") < -0.15
+    cmht = p["T1_CSRI_CMHT"].where(p["T1_CSRI_CMHT"] >= 0)
+    assert cmht.corr(_wemwbs(p, "T1_"), method="spearman") < 0
+
+
+def test_service_use_model_means_and_arm_ratios():
+    """The model itself, on many people with standard-normal latents: stated means, six-month arm ratios."""
+    n = 200_000
+    rng = np.random.default_rng(0)
+    chol = np.linalg.cholesky([[1, 0.4, 0.5], [0.4, 1, 0.25], [0.5, 0.25, 1]])   # W, S, H as in the demo
+    lat = rng.standard_normal((n, 3)) @ chol.T
+    latents = (lat, lat)
+    present = (np.ones(n, dtype=bool), np.ones(n, dtype=bool))
+    arm = np.where(np.arange(n) % 2 == 0, 1, 2)
+    cols = demo._service_use(np.random.default_rng(1), latents, present, arm)
+    x = pd.DataFrame(cols)
+    x = x.where(x >= 0)
+    # exp(-sigma^2 / 2) keeps the mean rate at the stated mean
+    for stem, target in {"CSRI_GP": 2.5, "CSRI_GPTEL": 1.0, "CSRI_GPHOME": 0.1, "CSRI_PN": 1.0,
+                         "CSRI_CMHT": 8.0}.items():
+        assert x[f"T1_{stem}"].mean() == pytest.approx(target, rel=0.05), stem
+    ratio = x.groupby(arm).mean()
+    ratio = ratio.loc[1] / ratio.loc[2]
+    assert ratio["T2_CSRI_CMHT"] == pytest.approx(1.10, abs=0.03)
+    for stem in ("CSRI_GP", "CSRI_GPTEL"):
+        assert ratio[f"T2_{stem}"] == pytest.approx(0.90, abs=0.03)
+        assert ratio[f"T1_{stem}"] == pytest.approx(1.0, abs=0.03)     # no arm difference at baseline
+    assert ratio["T1_CSRI_CMHT"] == pytest.approx(1.0, abs=0.03)
+    assert (x["T1_CSRI_CSN"].dropna() > 0).mean() == pytest.approx(0.15, abs=0.02)
+
+
+@pytest.mark.parametrize("seed", [SEED, 7])
+def test_service_use_leaves_every_other_value_unchanged(seed, monkeypatch):
+    """Service use and implementation costs have their own stream: without them, the rest is identical."""
+    full = demo.generate_demo_study(seed)
+    monkeypatch.setattr(demo, "_service_use", lambda rng, *a: {"X": rng.random(a[-1].size)})
+    monkeypatch.setattr(demo, "_plant_csri_error", lambda rng, participants, planted: planted)
+    monkeypatch.setattr(demo, "_implementation_costs", lambda rng, teams: pd.DataFrame())
+    bare = demo.generate_demo_study(seed)
+    before = bare.participants.drop(columns="X")
+    csri = _csri_cols("T1_") + _csri_cols("T2_")
+    assert list(full.participants.columns) == list(before.columns) + csri      # new columns appended at the end
+    pd.testing.assert_frame_equal(full.participants.drop(columns=csri), before)
+    pd.testing.assert_frame_equal(full.workers, bare.workers)
+    pd.testing.assert_frame_equal(full.consensus_ratings, bare.consensus_ratings)
+    pd.testing.assert_frame_equal(full.planted_errors.iloc[:len(bare.planted_errors)], bare.planted_errors)
+    assert len(bare.planted_errors) == 12
+
+
+@pytest.mark.parametrize("seed", [SEED, 7])
+def test_implementation_costs_one_row_per_implementation_team(seed):
+    s = demo.generate_demo_study(seed)
+    costs = s.implementation_costs
+    assert list(costs.columns) == ["team", "caseload", "price_year", "training", "supervision", "worker_time"]
+    # teams are named by TEAM's value label: the team column after the demo map holds those labels
+    team_labels = s.participant_meta["variable_value_labels"]["TEAM"]
+    implementation_teams = sorted(team_labels[t] for t in s.participants.loc[s.participants["ARM"] == 1, "TEAM"].unique())
+    assert sorted(costs["team"]) == implementation_teams and costs["team"].is_unique
+    assert all(t.endswith("implementation team") for t in costs["team"])
+    assert len(costs) == 5
+    assert costs["caseload"].between(150, 300).all()
+    assert (costs["price_year"] == "2013/14").all()
+    assert costs["training"].between(2000, 3000).all()
+    assert costs["supervision"].between(1500, 2500).all()
+    assert costs["worker_time"].between(2500, 4000).all()
+    per_user = costs[["training", "supervision", "worker_time"]].sum(axis=1) / costs["caseload"]
+    assert per_user.between(15, 75).all()
+
+
+def test_implementation_costs_csv_is_written(study, written):
+    csv = pd.read_csv(written["implementation_costs"], dtype={"price_year": str})
+    pd.testing.assert_frame_equal(csv, study.implementation_costs, check_dtype=False)
+
+
+def test_demo_plan_costs_section_matches_the_demo_files(maps):
+    base = analysis_dir()
+    with open(base / "demo_plan.yaml", encoding="utf-8") as fh:
+        costs = yaml.safe_load(fh)["costs"]
+    assert costs["perspective"] == "NHS and personal social services"
+    assert costs["price_year"] == "2013/14" and costs["recall_months"] == 6 and costs["horizon_months"] == 6
+    unit_costs = pd.read_csv(base / costs["unit_costs"], dtype={"price_year": str})
+    index = pd.read_csv(base / costs["price_index"], dtype={"price_year": str})
+    assert set(unit_costs["price_year"]) | {costs["price_year"]} <= set(index["price_year"])
+    services = costs["services"]
+    assert set(services) == {"gp_surgery", "gp_telephone", "gp_home_visit", "practice_nurse", "cmht_contact",
+                             "community_specialist_nurse"}
+    assert set(services) <= set(unit_costs["service"])
+    mapped = {col for spec in services.values() for col in spec.values()}
+    assert mapped == set(CSRI.values()) == {v for v in maps["participants"]["repeated"].values()
+                                            if v.startswith("csri_")}
+    assert services["community_specialist_nurse"] == {"contacts": "csri_csn_contacts",
+                                                      "minutes_per_contact": "csri_csn_minutes"}
+    units = unit_costs.set_index("service")["unit"]
+    assert all(units[s] == "contact" for s, spec in services.items() if set(spec) == {"contacts"})
+    assert units["community_specialist_nurse"] in ("hour", "minute")
+    assert costs["implementation_costs"] == demo.IMPLEMENTATION_COSTS_FILE
+    assert costs["utility"] == "eq5d5l_index" and costs["effect"] == "rguk_total"
+    assert costs["bootstrap"] == {"replicates": 2000, "seed": 2024}
+    assert costs["thresholds"] == {"from": 0, "to": 50000, "step": 1000}
+    assert costs["inb_thresholds"] == [20000, 30000]
+
+
 # ---- through cpeval.io, once it exists
 
 def _read_through_io(path, map_path):
@@ -421,6 +636,10 @@ def test_study_file_reads_through_cpeval_io(study, written):
         assert col in data.columns, col
     assert not data[SU_ITEMS].isin([-9, -8]).any().any()
     assert data.loc[data["timepoint"] == "baseline", CPIFS_SU].isna().all().all()
+    csri = list(CSRI.values())
+    assert not data[csri].isin([-9, -8]).any().any()
+    for tp in ("baseline", "follow_up"):
+        assert data.loc[data["timepoint"] == tp, csri].notna().any().all(), tp
 
 
 def test_workers_file_reads_through_cpeval_io(study, written):

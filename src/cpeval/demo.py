@@ -5,9 +5,19 @@ one comparison (control) community mental health team; 159 service users recruit
 127 at six months. cpeval's demo writes what such a study team would export from SPSS:
 
 - ``demo_study.sav``: WIDE, one row per service user, baseline variables prefixed ``T1_`` and six-month variables
-  ``T2_``; CPIFS-SU (service users rate their worker's practice) exists at six months only;
+  ``T2_``; CPIFS-SU (service users rate their worker's practice) exists at six months only; CSRI service use
+  (Client Service Receipt Inventory) at both time points, for the recall period before that interview (``T1_``:
+  the 6 months before the baseline interview; ``T2_``: since the baseline interview): ``CSRI_GP`` GP surgery,
+  ``CSRI_GPTEL`` GP telephone and ``CSRI_GPHOME`` GP home-visit consultations, ``CSRI_PN`` practice nurse
+  appointments, ``CSRI_CMHT`` community mental health team face-to-face contacts, ``CSRI_CSN`` community
+  specialist nurse contacts (all counts) and ``CSRI_CSNMIN`` average minutes per nurse contact (0 when there were
+  no contacts; -9 "not asked" when the contacts item was refused or not known; system missing when it is);
 - ``demo_workers.sav``: one row per worker (care co-ordinator), CPIFS-W self-ratings plus researchers' consensus
-  ratings of one practice example per domain, collected once, at six months.
+  ratings of one practice example per domain, collected once, at six months;
+- ``demo_consensus.csv``: three researchers' ratings of each practice example;
+- ``demo_implementation_costs.csv``: the cost of implementing Connecting People in each implementation team
+  (team, caseload, price_year 2013/14, training, supervision, worker_time in pounds), as the plan's ``costs``
+  section reads it (docs/costs.md).
 
 Both files carry variable labels, value labels and the user-missing codes -9 ("Refused / not asked") and
 -8 ("Don't know") on every item; AGE declares 999 ("Not recorded"). The variable maps
@@ -35,8 +45,22 @@ the model, so a seed fixes every value and a change to one part leaves the other
 - Flow: 155-165 recruited (team sizes 10-22), 5-11 never interviewed (every item missing), 120-134 interviewed
   at six months; lower baseline wellbeing makes dropout more likely.
 - Item non-response: about 2 % system-missing and 0.5 % each of -9 and -8 (3 % "don't know" on CPIFS-SU),
-  concentrated in some people; 2-4 people have AGE 999; and 12 deliberate data-entry errors, listed in
-  :attr:`DemoStudy.planted_errors` (e.g. a WEMWBS item 6, 0 or 2.5, an EQ-5D level 7, an RG-UK 2 or 11).
+  concentrated in some people; 2-4 people have AGE 999; and 13 deliberate data-entry errors, listed in
+  :attr:`DemoStudy.planted_errors` (e.g. a WEMWBS item 6, 0 or 2.5, an EQ-5D level 7, an RG-UK 2 or 11, a GP
+  surgery count of -2 at six months).
+- Service use (drawn last, from a stream of its own, ``default_rng([seed, 8])``, so adding it changed no other
+  value): gamma-Poisson (negative binomial) counts whose rate is a service mean times
+  exp(-b_H H - b_W W + person frailty), scaled so the mean over people is that service mean, the frailty
+  (SD 0.35) shared by every service and both periods, so
+  worse health and wellbeing mean more use and heavy users stay heavy. Means over 6 months about: GP surgery 2.5,
+  GP telephone 1, GP home visit 0.1, practice nurse 1, CMHT contacts 8 with a long tail (shape 1.2); GP use
+  follows health, CMHT use wellbeing. Community specialist nurse: about 15 % users (more with worse health), each
+  with 1 + NB(mean 3) contacts of 30-60 minutes. At six months implementation teams have 10 % more CMHT contacts
+  and 10 % fewer GP contacts (surgery, telephone, home visit), so the arms' costs differ only modestly.
+  Missing where the person was not interviewed, plus the item non-response above (2 %, 0.5 %, 0.5 %).
+- Implementation costs (same stream), per implementation team: training 2,000-3,000, supervision 1,500-2,500 and
+  worker time 2,500-4,000 pounds (uniform, whole pounds), spread over a caseload of 150-300 service users, so
+  about 25-50 pounds per service user.
 
 The fidelity effect is deliberately present so analyses have something to find; the real study found no
 difference in outcomes between arms. This is synthetic data, not a re-creation of the study's results.
@@ -60,11 +84,13 @@ __all__ = [
     "valid_ranges",
     "STUDY_FILE",
     "WORKERS_FILE",
+    "IMPLEMENTATION_COSTS_FILE",
     "MISSING_CODES",
 ]
 
 STUDY_FILE = "demo_study.sav"
 WORKERS_FILE = "demo_workers.sav"
+IMPLEMENTATION_COSTS_FILE = "demo_implementation_costs.csv"
 STUDY_MAP = "demo_study_map.yaml"
 WORKERS_MAP = "demo_workers_map.yaml"
 
@@ -136,6 +162,26 @@ class _Item:
     timepoints: tuple = ("T1_", "T2_")
 
 
+# CSRI service use in the recall period before each interview (T1_: the 6 months before the baseline interview,
+# T2_: since the baseline interview): counts of contacts, and minutes per community specialist nurse contact.
+# Counts have no upper limit (hi = inf); the labels add the recall period for each time point (_csri_label).
+CSRI_RECALL = {"T1_": "in the 6 months before the baseline interview", "T2_": "since the baseline interview"}
+CSRI_ITEMS = (
+    _Item("CSRI_GP", "csri_gp_surgery", "CSRI GP surgery consultations (contacts)", 0, np.inf, {}, "scale"),
+    _Item("CSRI_GPTEL", "csri_gp_telephone", "CSRI GP telephone consultations (contacts)", 0, np.inf, {},
+          "scale"),
+    _Item("CSRI_GPHOME", "csri_gp_home_visit", "CSRI GP home visits (contacts)", 0, np.inf, {}, "scale"),
+    _Item("CSRI_PN", "csri_practice_nurse", "CSRI practice nurse appointments (contacts)", 0, np.inf, {},
+          "scale"),
+    _Item("CSRI_CMHT", "csri_cmht_contacts", "CSRI community mental health team face-to-face contacts", 0,
+          np.inf, {}, "scale"),
+    _Item("CSRI_CSN", "csri_csn_contacts", "CSRI community specialist nurse contacts", 0, np.inf, {}, "scale"),
+    _Item("CSRI_CSNMIN", "csri_csn_minutes",
+          "CSRI community specialist nurse, average minutes per contact (0 if no contacts)", 0, np.inf, {},
+          "scale"),
+)
+
+
 def _participant_items() -> list[_Item]:
     items = [
         _Item(f"WEMWBS{k}", f"wemwbs_{k}", f"WEMWBS {k}: {WEMWBS_SHORT[k - 1]}", 1, 5, WEMWBS_LABELS, "ordinal")
@@ -162,6 +208,7 @@ def _participant_items() -> list[_Item]:
     ]
     items.append(_Item("EQ5D_VAS", "eq5d5l_vas", "EQ VAS (0 worst - 100 best imaginable health)", 0, 100, {},
                        "scale"))
+    items += list(CSRI_ITEMS)
     items += [
         _Item(f"CPIFS_{i.upper()}", f"cpifs_su_{i}",
               f"CPIFS-SU {CPIFS_DOMAINS[i[:3]][0]} {i[3:]} (1-9, rated by the service user)", 1, 9, CPIFS_LABELS,
@@ -194,6 +241,7 @@ def valid_ranges(dataset: str = "participants") -> dict[str, tuple[float, float]
 
     ``dataset`` is ``"participants"`` or ``"workers"``. -9 and -8 (user-missing) and 999 for AGE are missing
     codes, not valid values; everything else outside these ranges in the generated data is a planted error.
+    CSRI service-use counts and minutes have no upper limit (``hi`` is ``inf``).
     """
     common = {"TRUST": (1, N_TRUSTS), "TEAM": (1, N_TEAMS), "ARM": (1, 2)}
     if dataset == "participants":
@@ -221,6 +269,9 @@ class DemoStudy:
     planted_errors    the deliberate data-entry errors: dataset, row (1-based row in the file), id (ID or WORKER),
                       variable (SPSS name), cpeval_variable, timepoint, value, expected
     seed              the seed that made it
+    consensus_ratings three researchers' ratings of each practice example: worker_id, rater, domain, rating
+    implementation_costs  one row per implementation team: team (TEAM's value label), caseload, price_year,
+                      training, supervision, worker_time (pounds, price year 2013/14)
     """
 
     participants: pd.DataFrame
@@ -230,6 +281,7 @@ class DemoStudy:
     planted_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
     seed: int | None = None
     consensus_ratings: pd.DataFrame = field(default_factory=pd.DataFrame)  # worker_id, rater, domain, rating
+    implementation_costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # team, caseload, price_year, ...
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -474,6 +526,13 @@ def generate_demo_study(seed: int = 2024) -> DemoStudy:
         for j, d in enumerate(_CPIFS_DOMAIN_OFFSET):
             rows.append(pd.DataFrame({"worker_id": w_id, "rater": f"R{r + 1}", "domain": d, "rating": rating[:, j]}))
     consensus = pd.concat(rows, ignore_index=True).dropna(subset=["rating"]).reset_index(drop=True)
+    # CSRI service use and implementation costs: a stream of their own, drawn last, so every value above is the
+    # same as without them (they were added later)
+    rs = np.random.default_rng([seed, 8])
+    csri = _service_use(rs, (lat1, lat2), (at_t1, at_t2), p_arm)
+    participants = pd.concat([participants, pd.DataFrame(csri, index=participants.index)], axis=1)
+    planted = _plant_csri_error(rs, participants, planted)
+    implementation = _implementation_costs(rs, team_idx[team_arm == 1] + 1)
     return DemoStudy(
         participants=participants,
         workers=workers,
@@ -482,7 +541,93 @@ def generate_demo_study(seed: int = 2024) -> DemoStudy:
         planted_errors=planted,
         seed=seed,
         consensus_ratings=consensus,
+        implementation_costs=implementation,
     )
+
+
+# CSRI counts: (SPSS stem, mean contacts in 6 months at average health and wellbeing, negative-binomial shape k
+# (smaller k: longer tail), log-rate change per SD worse health H, per SD worse wellbeing W, rate ratio for
+# implementation teams at six months)
+_CSRI_COUNTS = (
+    ("CSRI_GP", 2.5, 1.5, 0.35, 0.15, 0.90),
+    ("CSRI_GPTEL", 1.0, 0.8, 0.30, 0.15, 0.90),
+    ("CSRI_GPHOME", 0.1, 0.3, 0.60, 0.10, 0.90),
+    ("CSRI_PN", 1.0, 1.0, 0.35, 0.05, 1.00),
+    ("CSRI_CMHT", 8.0, 1.2, 0.10, 0.35, 1.10),
+)
+_CSRI_FRAILTY_SD = 0.35          # person-level propensity to use services, shared by services and time points
+_CSN_USERS = 0.15                # share of people seeing a community specialist nurse in a 6-month period
+_CSN_MINUTES = np.array([30, 40, 45, 50, 60])
+
+
+def _service_use(rng, latents, present, p_arm) -> dict[str, np.ndarray]:
+    """CSRI columns (T1_ then T2_), counts from a gamma-Poisson (negative binomial) model.
+
+    rate = mean x exp(-b_H H - b_W W + person frailty - c) x gamma(k, 1/k) noise, with c (half the variance of
+    the exponent) making the population mean rate the stated mean when the latents are standard normal; worse
+    health and wellbeing mean more use. Community specialist nurse: a
+    hurdle (about 15 % users, more with worse health), then 1 + NB(mean 3) contacts of 30-60 minutes each;
+    minutes are 0 when there were no contacts.
+    """
+    n = p_arm.size
+    frailty = rng.normal(0, _CSRI_FRAILTY_SD, n)
+    skipper = rng.gamma(0.5, 2.0, n)                     # person-level item non-response propensity
+    out: dict[str, np.ndarray] = {}
+    for (prefix, _), lat, at in zip(TIMEPOINTS.items(), latents, present, strict=True):
+        W, H = lat[:, 0], lat[:, 2]
+        cols = []
+        for _stem, mean, k, b_h, b_w, arm_ratio in _CSRI_COUNTS:
+            var = b_h**2 + b_w**2 + 2 * 0.5 * b_h * b_w + _CSRI_FRAILTY_SD**2   # corr(W, H) = 0.5
+            rate = mean * np.exp(-b_h * H - b_w * W + frailty - var / 2)
+            if prefix == "T2_":
+                rate = np.where(p_arm == 1, rate * arm_ratio, rate)
+            cols.append(rng.poisson(rate * rng.gamma(k, 1 / k, n)).astype(float))
+        user = rng.random(n) < 1 / (1 + np.exp(-(np.log(_CSN_USERS / (1 - _CSN_USERS)) - 0.5 * H - 0.2 * W)))
+        csn = np.where(user, 1 + rng.poisson(3.0 * rng.gamma(1.0, 1.0, n)), 0).astype(float)
+        minutes = np.where(user, rng.choice(_CSN_MINUTES, n), 0).astype(float)
+        block = _punch_missing(rng, np.column_stack([*cols, csn, minutes]), 0.02, 0.005, 0.005, skipper)
+        contacts = block[:, -2]
+        # routing: no contacts, minutes recorded as 0; contacts refused / not known, minutes not asked (-9)
+        block[:, -1] = np.where(contacts == 0, 0.0, block[:, -1])
+        block[:, -1] = np.where(np.isin(contacts, (-9, -8)), -9.0, block[:, -1])
+        block[:, -1] = np.where(np.isnan(contacts), np.nan, block[:, -1])
+        block[~at] = np.nan
+        for item, col in zip(CSRI_ITEMS, block.T, strict=True):
+            out[prefix + item.stem] = col
+    return out
+
+
+def _plant_csri_error(rng, participants: pd.DataFrame, planted: pd.DataFrame) -> pd.DataFrame:
+    """One more data-entry error: a negative GP surgery count at six months, on a row with no other error."""
+    col = "T2_CSRI_GP"
+    x = participants[col].to_numpy(dtype=float)
+    ok = (x >= 0) & ~np.isnan(x)
+    ok[planted.loc[planted["dataset"] == "participants", "row"].to_numpy() - 1] = False
+    row = int(rng.choice(np.flatnonzero(ok)))
+    value = -2.0
+    participants.loc[row, col] = value
+    name, timepoint = _cpeval_name("participants", col)
+    record = {"dataset": "participants", "row": row + 1, "id": int(participants.loc[row, "ID"]), "variable": col,
+              "cpeval_variable": name, "timepoint": timepoint, "value": value,
+              "expected": "a count of 0 or more"}
+    return pd.concat([planted, pd.DataFrame([record])], ignore_index=True)
+
+
+def _implementation_costs(rng, teams: np.ndarray) -> pd.DataFrame:
+    """Connecting People implementation costs per implementation team (pounds, 2013/14 prices).
+
+    ``team`` holds the team as the analysis sees it: the demo map reads TEAM's value labels as text, so the team
+    column after the map is e.g. "Trust A implementation team" (docs/costs.md: values of the plan's cluster column).
+    """
+    k = teams.size
+    return pd.DataFrame({
+        "team": [_team_label(int(t)) for t in teams],
+        "caseload": rng.integers(150, 301, k).astype("int64"),     # service users supported over follow-up
+        "price_year": "2013/14",
+        "training": np.rint(rng.uniform(2000, 3000, k)).astype("int64"),      # training days for the team
+        "supervision": np.rint(rng.uniform(1500, 2500, k)).astype("int64"),   # supervision and coaching
+        "worker_time": np.rint(rng.uniform(2500, 4000, k)).astype("int64"),   # workers' time on implementation
+    })
 
 
 def _block_of(item: _Item) -> str:
@@ -558,6 +703,12 @@ def _with_codes(labels: dict) -> dict:
     return {**{float(k): v for k, v in labels.items()}, **{float(k): v for k, v in MISSING_CODES.items()}}
 
 
+def _team_label(team: int) -> str:
+    """TEAM's value label (teams are numbered 1..10; odd numbers are implementation teams)."""
+    j = team - 1
+    return f"Trust {TRUST_LETTERS[j // 2]} {ARM_LABELS[1 + j % 2]} team"
+
+
 def _design_meta(value_labels: dict, labels: dict, measure: dict) -> None:
     labels.update({
         "TRUST": "NHS mental health trust",
@@ -566,7 +717,7 @@ def _design_meta(value_labels: dict, labels: dict, measure: dict) -> None:
     })
     value_labels.update({
         "TRUST": {t: f"Trust {TRUST_LETTERS[t - 1]}" for t in range(1, N_TRUSTS + 1)},
-        "TEAM": {j + 1: f"Trust {TRUST_LETTERS[j // 2]} {ARM_LABELS[1 + j % 2]} team" for j in range(N_TEAMS)},
+        "TEAM": {j + 1: _team_label(j + 1) for j in range(N_TEAMS)},
         "ARM": dict(ARM_LABELS),
     })
     measure.update({"TRUST": "nominal", "TEAM": "nominal", "ARM": "nominal"})
@@ -589,11 +740,13 @@ def _participant_meta() -> dict:
     for item in PARTICIPANT_ITEMS:
         for prefix in item.timepoints:
             name = prefix + item.stem
-            labels[name] = f"{TIMEPOINTS[prefix][1]}: {item.label}"
+            csri = item in CSRI_ITEMS
+            recall = f" {CSRI_RECALL[prefix]}" if csri else ""
+            labels[name] = f"{TIMEPOINTS[prefix][1]}: {item.label}{recall}"
             value_labels[name] = _with_codes(item.labels)
             missing[name] = sorted(MISSING_CODES)
             measure[name] = item.measure
-            fmt[name] = "F8.1"
+            fmt[name] = "F8.0" if csri else "F8.1"
     return {
         "file_label": "cpeval demo study: synthetic service users (not real data)",
         "note": ["Synthetic data made by cpeval.demo.generate_demo_study (not real people).",
@@ -638,8 +791,9 @@ def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
     """Write ``demo_study.sav`` and ``demo_workers.sav`` (labels, value labels, user-missing codes) into ``folder``.
 
     Also ``demo_consensus.csv``: three researchers' ratings of each worker's practice examples (long: worker_id,
-    rater, domain, rating). The folder is created if needed. Returns ``{"participants", "workers", "consensus"}``
-    paths.
+    rater, domain, rating), and ``demo_implementation_costs.csv``: one row per implementation team (team, caseload,
+    price_year, training, supervision, worker_time), the file the demo plan's ``costs`` section names. The folder
+    is created if needed. Returns ``{"participants", "workers", "consensus", "implementation_costs"}`` paths.
     """
     import pyreadstat
 
@@ -650,7 +804,8 @@ def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
         raise CpevalError(f"demo output folder {str(folder)!r}: cannot create it ({exc.strerror}); "
                           "expected a writable folder") from exc
     paths = {"participants": folder / STUDY_FILE, "workers": folder / WORKERS_FILE,
-             "consensus": folder / "demo_consensus.csv"}
+             "consensus": folder / "demo_consensus.csv",
+             "implementation_costs": folder / IMPLEMENTATION_COSTS_FILE}
     for key, frame, meta in (("participants", study.participants, study.participant_meta),
                              ("workers", study.workers, study.worker_meta)):
         try:
@@ -659,6 +814,7 @@ def write_demo_files(study: DemoStudy, folder) -> dict[str, Path]:
             raise CpevalError(f"demo file {str(paths[key])!r}: cannot write it ({exc}); "
                               "expected a writable folder") from exc
     study.consensus_ratings.to_csv(paths["consensus"], index=False)
+    study.implementation_costs.to_csv(paths["implementation_costs"], index=False)
     return paths
 
 
