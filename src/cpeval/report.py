@@ -660,6 +660,27 @@ def _round2(match: re.Match) -> str:
     return "0" if text in ("-0", "") else text
 
 
+FIGURE_RC = {  # the report's figure style: plain text in the SVG, one font, light axes
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "font.size": 8.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#555555",
+    "axes.labelcolor": "#222222",
+    "xtick.color": "#333333",
+    "ytick.color": "#333333",
+    "text.usetex": False,
+    "path.simplify": True,
+}
+
+
+def figure_rc(figure_id: str, **overrides) -> dict:
+    """matplotlib rc settings for a report figure: FIGURE_RC plus a hash salt from the figure id (so the SVG's ids
+    are the same on every run) and any overrides."""
+    return {"svg.hashsalt": f"cpeval-{figure_id}", **FIGURE_RC, **overrides}
+
+
 def figure_svg(fig, figure_id: str, label: str, *, unclip: bool = False) -> str:
     """A matplotlib figure as deterministic inline SVG: no date or creator metadata, ids prefixed by ``figure_id``,
     an accessible ``label``; ``unclip`` turns clipping off (for figures whose artists all lie inside the axes
@@ -707,21 +728,7 @@ def distribution_figure_svg(dist: pd.DataFrame, *, suppress_below: int = 0,
     ncols = min(3 if len(columns) <= 9 else 4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     offsets = np.linspace(-0.08, 0.08, len(arms)) if len(arms) > 1 else np.zeros(1)
-    rc = {
-        "svg.hashsalt": f"cpeval-{figure_id}",
-        "svg.fonttype": "none",
-        "font.family": "DejaVu Sans",
-        "font.size": 8.5,
-        "axes.titlesize": 9,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.edgecolor": "#555555",
-        "axes.labelcolor": "#222222",
-        "xtick.color": "#333333",
-        "ytick.color": "#333333",
-        "text.usetex": False,
-        "path.simplify": True,
-    }
+    rc = figure_rc(figure_id, **{"axes.titlesize": 9})
     with matplotlib.rc_context(rc):
         # A Figure outside pyplot on an Agg canvas: no global backend switch, nothing left open afterwards.
         fig = Figure(figsize=(3.1 * ncols, 2.45 * nrows + 0.45))

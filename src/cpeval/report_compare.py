@@ -36,6 +36,7 @@ from cpeval.baseline import SMD_NOTE
 from cpeval.outcomes import MODEL_DESCRIPTIONS, MODEL_IMPUTED, MODEL_LONGITUDINAL, MODEL_PRIMARY
 from cpeval.report import (
     DASH,
+    figure_rc,
     figure_svg,
     _is_missing_number,
     _mpl_text,
@@ -348,20 +349,7 @@ def forest_figure_svg(results: pd.DataFrame, *, treatment: str = "implementation
     step = 0.25 if reach <= 1.0 else 0.5 if reach <= 2.5 else 1.0
     limit = math.ceil(reach * 1.08 / step) * step
 
-    rc = {
-        "svg.hashsalt": f"cpeval-{figure_id}",
-        "svg.fonttype": "none",
-        "font.family": "DejaVu Sans",
-        "font.size": 8.5,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.spines.left": False,
-        "axes.edgecolor": "#555555",
-        "xtick.color": "#333333",
-        "ytick.color": "#222222",
-        "text.usetex": False,
-        "path.simplify": True,
-    }
+    rc = figure_rc(figure_id, **{"axes.spines.left": False, "axes.labelcolor": "black", "ytick.color": "#222222"})
     width, left_in, right_in, top_in, bottom_in = 9.6, 1.5, 1.7, 0.45, 0.85
     height = 0.25 * n_rows + top_in + bottom_in
     with matplotlib.rc_context(rc):

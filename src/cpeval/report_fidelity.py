@@ -42,6 +42,7 @@ from cpeval.errors import CpevalError
 from cpeval.fidelity import DOMAIN_LABELS, DOMAINS, ICC_TYPE, FidelityAnalysis
 from cpeval.report import (
     DASH,
+    figure_rc,
     figure_svg,
     _environment,
     _generated_text,
@@ -226,11 +227,7 @@ def profile_figure_svg(profile: pd.DataFrame, *, team: str, figure_id: str = "fi
 
     if profile.empty or profile[["mean_w", "mean_su", "others_median_w", "others_median_su"]].notna().sum().sum() == 0:
         return ""
-    rc = {
-        "svg.hashsalt": f"cpeval-{figure_id}", "svg.fonttype": "none", "font.family": "DejaVu Sans",
-        "font.size": 8.5, "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#555555",
-        "xtick.color": "#333333", "ytick.color": "#333333", "text.usetex": False, "path.simplify": True,
-    }
+    rc = figure_rc(figure_id, **{"axes.labelcolor": "black"})
     domains = list(profile["domain"])
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(8.4, 3.3))
