@@ -212,7 +212,13 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
     result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
                          value_set_specs=value_sets, encoding=encoding)
     _check_design_columns(result.data, plan)
-    # the report's QA summary covers import (user-missing codes) and scoring alike
+    costs = None
+    if plan.costs is not None:  # the plan has a costs section: service use, costs, cost-effectiveness
+        from cpeval.qa import concat_qa
+
+        costs = _run_costs(result.data, plan, source=result.imported.source, echo=echo)
+        result = dataclasses.replace(result, qa=concat_qa(result.qa, costs.qa))
+    # the report's QA summary covers import (user-missing codes), scoring and service-use records alike
     scoring = dataclasses.replace(result.scoring, qa=result.qa)
     context = build_study_context(scoring, plan.design, source_name=result.imported.source,
                                   import_log=result.imported.log + [f"warning: {n}" for n in result.notes],
@@ -224,6 +230,11 @@ def _run_report(input_path, *, map_path, plan_path, instruments_dir=None, value_
         comparison = compare_arms(result.data, plan, result.instruments or None)
         add_comparison_sections(context, comparison, suppress_below=suppress_below,
                                 participant_ids=result.data[plan.design.participant])
+    if costs is not None:
+        from cpeval.report_costs import add_cost_sections
+
+        add_cost_sections(context, costs, suppress_below=suppress_below,
+                          participant_ids=result.data[plan.design.participant])
     written = [output]
     if workers_path:  # fidelity: sections in the study report, and the R&D team pages when asked for
         from cpeval.fidelity import analyse_fidelity
@@ -379,6 +390,104 @@ def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, in
                             consensus=_read_consensus(consensus_path))
 
 
+# ------------------------------------------------------------------------------------------------------ costs
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@_with_options(_common_scoring_options)
+@click.option("--plan", "plan_path", required=True, type=click.Path(dir_okay=False),
+              help="Analysis plan YAML with a costs section (unit costs, services, implementation costs, bootstrap).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="COSTS.json (every table: service use, costs, results, CEAC, methods) or COSTS.csv (results).")
+@click.option("--participant-costs", "participant_costs_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the costs per participant and period (.csv or .sav): by category, in total, and "
+                   "the implementation cost.")
+@click.option("--qa", "qa_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the QA list of the import and the service-use records (.csv).")
+def costs(input_path, map_path, instruments_dir, value_sets, encoding, plan_path, output, participant_costs_path,
+          qa_path):
+    """Costs and cost-effectiveness: service use (CSRI) x unit costs, implementation costs, QALYs, two-stage
+    cluster bootstrap, CE plane, acceptability curve and net benefit (docs/costs.md).
+
+    INPUT may hold items (it is scored first: EQ-5D utilities, the primary outcome) or scores.
+    """
+    from cpeval.costs import write_costs
+    from cpeval.pipeline import run_scoring, write_qa
+    from cpeval.plan import load_plan
+
+    _check_output(output, (".json", ".csv"))
+    if participant_costs_path:
+        _check_output(participant_costs_path, (".csv", ".sav"))
+    if qa_path:
+        _check_output(qa_path, (".csv",))
+    plan = load_plan(plan_path)
+    if plan.costs is None:
+        raise CpevalError(f"{plan_path}: no costs section; expected costs: {{unit_costs: ..., price_year: ..., "
+                          "services: ...} (docs/costs.md)")
+    result = run_scoring(input_path, map_path=map_path, instruments_dir=instruments_dir,
+                         value_set_specs=value_sets, encoding=encoding, require_items=False)
+    _check_design_columns(result.data, plan)
+    analysis = _run_costs(result.data, plan, source=result.imported.source)
+    write_costs(analysis, output)
+    written = [output]
+    if participant_costs_path:
+        _write_participant_costs(analysis, participant_costs_path)
+        written.append(participant_costs_path)
+    if qa_path:
+        from cpeval.qa import concat_qa
+
+        write_qa(concat_qa(result.qa, analysis.qa), qa_path)
+        written.append(qa_path)
+    for note in result.notes + analysis.notes:
+        click.echo(f"note: {note}")
+    _echo_lines(_cost_lines(analysis))
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _run_costs(data, plan, *, source, echo=True):
+    """analyse_costs with a progress bar on the terminal (click shows it only when stderr is a terminal)."""
+    from cpeval.costs import analyse_costs, bootstrap_total
+
+    total = bootstrap_total(plan)
+    with click.progressbar(length=total, label="bootstrap replicates", file=sys.stderr,
+                           hidden=not (echo and sys.stderr.isatty())) as bar:
+        return analyse_costs(data, plan, source=source, progress=bar.update)
+
+
+def _write_participant_costs(analysis, path):
+    from cpeval.costs import participant_costs_table
+
+    table = participant_costs_table(analysis)
+    if str(path).lower().endswith(".sav"):
+        from cpeval.io import write_data
+
+        labels = {c: c.replace("_", " ") for c in table.columns}
+        write_data(table, path, variable_labels=labels)
+    else:
+        table.to_csv(path, index=False)
+
+
+def _cost_lines(analysis) -> list[str]:
+    d = analysis.plan.design
+    lines = [f"costs at {analysis.settings.price_year} prices; {d.treatment} (comparator) minus {d.control} "
+             f"(reference); {analysis.settings.replicates} two-stage cluster bootstrap replicates"]
+    formats = {"£": lambda v: f"{'-' if v < 0 else ''}£{abs(v):,.0f}", "QALYs": "{:.3f}".format,
+               "points": "{:.2f}".format}
+    level = f"{100 * analysis.settings.conf_level:g}% CI"
+    for r in analysis.results.itertuples():
+        if r.conf_low == r.conf_low:  # not NaN: an estimate with an interval
+            fmt = formats.get(r.unit, "{:.3f}".format)
+            lines.append(f"{r.analysis:<19} {r.quantity}: {fmt(r.estimate)} ({level} {fmt(r.conf_low)} to "
+                         f"{fmt(r.conf_high)})")
+        else:
+            lines.append(f"{r.analysis:<19} {r.quantity}: {r.notes}")
+    ceac = analysis.ceac.set_index("threshold")["probability_cost_effective"]
+    for lam in analysis.settings.inb_thresholds:
+        lines.append(f"probability cost-effective at £{lam:,.0f} per QALY: {ceac.get(lam, float('nan')):.2f}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------------- demo
 
 
@@ -390,8 +499,9 @@ def _run_fidelity(input_path, map_path, workers_path, workers_map_path, plan, in
 def demo(output_dir, seed, timestamp):
     """Generate a synthetic Connecting People study and run the whole chain on it.
 
-    Writes the study's SPSS files, its variable maps and plan, the scored data, the QA list, report.html and
-    fidelity_report.html (the trust R&D version: one page per team).
+    Writes the study's SPSS files, its variable maps and plan, the implementation and unit costs, the scored data,
+    the QA list, report.html (with the costs section) and fidelity_report.html (the trust R&D version: one page per
+    team).
     """
     from cpeval.demo import generate_demo_study, write_demo_files
     from cpeval.pipeline import run_scoring, write_scored
@@ -405,7 +515,9 @@ def demo(output_dir, seed, timestamp):
         raise CpevalError(f"{folder}: cannot create the demo folder ({exc.strerror})") from None
     study = generate_demo_study(seed=seed)
     files = write_demo_files(study, folder)
-    for name in ("demo_study_map.yaml", "demo_workers_map.yaml", "demo_plan.yaml"):
+    # the maps, the plan and the cost tables it names, so the folder holds everything the analysis used
+    for name in ("demo_study_map.yaml", "demo_workers_map.yaml", "demo_plan.yaml", "unit_costs_pssru_example.csv",
+                 "demo_price_index.csv"):
         shutil.copyfile(analysis_dir() / name, folder / name)
     participants = Path(files["participants"])
     written = _run_report(participants, map_path=folder / "demo_study_map.yaml", plan_path=folder / "demo_plan.yaml",
@@ -417,7 +529,8 @@ def demo(output_dir, seed, timestamp):
     write_scored(workers, folder / "demo_workers_scored.sav")
     click.echo(f"workers: {len(workers.data)} scored on {', '.join(i.id for i in workers.instruments)}")
     click.echo(f"demo study (seed {seed}) in {folder}/ in {time.perf_counter() - started:.1f} s:")
-    for path in [participants, files["workers"], files["consensus"], *written, folder / "demo_workers_scored.sav"]:
+    for path in [participants, files["workers"], files["consensus"], files["implementation_costs"], *written,
+                 folder / "demo_workers_scored.sav"]:
         click.echo(f"  {Path(path).name}")
     click.echo("the same report from the SPSS file, as a study team would run it:")
     click.echo(f"  cpeval report {participants} --map {folder / 'demo_study_map.yaml'} "
@@ -425,6 +538,9 @@ def demo(output_dir, seed, timestamp):
                f"--workers-map {folder / 'demo_workers_map.yaml'} --consensus {files['consensus']} "
                f"--fidelity-report {folder / 'fidelity_report.html'} "
                f"-o {folder / 'report.html'}")
+    click.echo("the costs analysis alone, as JSON:")
+    click.echo(f"  cpeval costs {participants} --map {folder / 'demo_study_map.yaml'} "
+               f"--plan {folder / 'demo_plan.yaml'} -o {folder / 'costs.json'}")
 
 
 def _new_folder(parent: Path, stem: str) -> Path:

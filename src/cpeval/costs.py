@@ -48,7 +48,7 @@ NO_SERVICE = "none"  # a long service-use row saying "used nothing this period"
 CHUNK = 250  # replicates drawn per step: fixed, so a seed gives the same replicates whatever the total
 
 COST_RECORD_COLUMNS = [
-    "analysis", "quantity", "unit", "sample", "estimate", "std_error", "conf_low", "conf_high", "interval_method",
+    "analysis", "key", "quantity", "unit", "sample", "estimate", "std_error", "conf_low", "conf_high", "interval_method",
     "mean_treatment", "mean_control", "n_participants_treatment", "n_participants_control",
     "n_clusters_treatment", "n_clusters_control", "replicates", "imputations", "notes",
 ]
@@ -788,7 +788,7 @@ def _record(analysis: str, key: str, quantity: str, sample: str, estimate: float
             counts: dict, **extra) -> dict:
     finite = reps[np.isfinite(reps)]
     low, high = percentile_interval(finite, conf)
-    rec = dict(analysis=analysis, quantity=quantity, unit=unit_of(key), sample=sample, estimate=float(estimate),
+    rec = dict(analysis=analysis, key=key, quantity=quantity, unit=unit_of(key), sample=sample, estimate=float(estimate),
                std_error=float(finite.std(ddof=1)) if finite.size > 1 else math.nan, conf_low=low, conf_high=high,
                interval_method=INTERVAL_BOOTSTRAP, replicates=int(finite.size), imputations=None, notes="")
     rec.update(counts)
@@ -892,7 +892,7 @@ def _multiple_imputation(frame: pd.DataFrame, plan: Plan, settings: CostSettings
             if key == "effect_adjusted":
                 label = f"{effect} difference, adjusted for baseline {effect}"
         records.append(dict(
-            analysis="multiple_imputation", quantity=label, unit=unit_of(key), sample=sample, estimate=pooled["estimate"],
+            analysis="multiple_imputation", key=key, quantity=label, unit=unit_of(key), sample=sample, estimate=pooled["estimate"],
             std_error=pooled["std_error"], conf_low=pooled["conf_low"], conf_high=pooled["conf_high"],
             interval_method=INTERVAL_RUBIN, replicates=settings.replicates, imputations=md.imputations,
             notes=(f"imputed within arm by chained equations (predictive mean matching), {md.imputations} "
@@ -912,7 +912,7 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
     settings = plan.costs
     if settings is None:
         raise CpevalError(f"{plan.source}: no costs section in the plan; expected costs: {{unit_costs: ..., "
-                          "price_year: ..., services: ...}} (docs/costs.md)")
+                          "price_year: ..., services: ...} (docs/costs.md)")
     d = plan.design
     notes: list[str] = []
     utility = settings.utility or "eq5d5l_index"
@@ -979,7 +979,8 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
 
     records, reps, point = _complete_case(frame, plan, settings, effect, progress)
     icer_value, icer_text = icer_statement(point["delta_cost"], point["delta_qaly"])
-    records.append(dict(analysis="complete_case", quantity="ICER (incremental cost per QALY)", unit="£ per QALY",
+    records.append(dict(analysis="complete_case", key="icer", quantity="ICER (incremental cost per QALY)",
+                        unit="£ per QALY",
                         sample="cost-effectiveness", estimate=icer_value, interval_method="",
                         notes=icer_text + "; no interval (a ratio's interval is unreliable): see the acceptability "
                                           "curve and net benefit", **_counts(frame, plan, _arrays(frame, False)["joint"])))
@@ -990,8 +991,8 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
         value, text = icer_statement(point["delta_cost_e"], point["delta_effect"], unit=f"extra point of {effect}")
         per_effect = {"value": value, "statement": text, "effect": effect,
                       "delta_cost": point["delta_cost_e"], "delta_effect": point["delta_effect"]}
-        records.append(dict(analysis="complete_case", quantity=f"incremental cost per extra point of {effect}",
-                            unit="£ per point",
+        records.append(dict(analysis="complete_case", key="cost_per_effect",
+                            quantity=f"incremental cost per extra point of {effect}", unit="£ per point",
                             sample="cost and primary outcome", estimate=value, interval_method="",
                             notes=text + "; no interval: see the plane's quadrant shares",
                             **_counts(frame, plan, _arrays(frame, True)["joint_effect"])))

@@ -140,12 +140,17 @@ def parse_cost_settings(raw: Any, name: str) -> CostSettings:
             _expect(isinstance(value, (str, int)) and str(value).strip() != "", name, f"costs.{key}", value,
                     "a non-empty text")
             out[key] = str(value)
-    for key, low, high in (("recall_months", 0, 120), ("horizon_months", 0, 600), ("discount_rate", -1e-12, 1)):
+    for key, low, high in (("recall_months", 0, 120), ("horizon_months", 0, 600)):
         if key in raw:
             value = raw[key]
             _expect(_number(value) and low < value <= high, name, f"costs.{key}", value,
-                    f"a number above {max(low, 0):g} and at most {high:g}")
+                    f"a number above {low:g} and at most {high:g}")
             out[key] = float(value)
+    if "discount_rate" in raw:
+        value = raw["discount_rate"]
+        _expect(_number(value) and 0 <= value < 1, name, "costs.discount_rate", value,
+                "an annual rate from 0 to below 1, e.g. 0.035")
+        out["discount_rate"] = float(value)
     if "exclude_unpriced" in raw:
         _expect(isinstance(raw["exclude_unpriced"], bool), name, "costs.exclude_unpriced", raw["exclude_unpriced"],
                 "true or false")
