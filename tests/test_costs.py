@@ -416,3 +416,16 @@ def test_plan_file_with_costs(tmp_path):
     assert Path(plan.costs.base_dir) == tmp_path
     with pytest.raises(CpevalError, match=r"costs.unit_costs file 'mine.csv' not found"):
         analyse_costs(_tiny(), Plan(design=Design(site=None), costs=plan.costs, source=str(path)))
+
+
+def test_no_follow_up_utilities_in_one_arm_gives_notes_not_numbers():
+    data = _tiny()
+    data.loc[(data["arm"] == "control") & (data["timepoint"] == "follow_up"), "eq5d5l_index"] = np.nan
+    a = analyse_costs(data, _plan(_settings(implementation_costs=IMPLEMENTATION, bootstrap={"replicates": 199})))
+    cc = a.results.set_index("key")
+    assert math.isnan(cc.loc["qaly_adjusted", "estimate"]) and math.isnan(cc.loc["inb_20000", "conf_low"])
+    assert "199 replicate(s) could not be computed" in cc.loc["qaly_adjusted", "notes"]
+    assert not math.isnan(cc.loc["cost_unadjusted", "estimate"])  # costs are still compared
+    assert a.ceac["probability_cost_effective"].isna().all()  # unknown, not 0
+    assert cc.loc["icer", "notes"].startswith("not estimated")
+    assert any("cost-effectiveness analysis could not be done" in n for n in a.notes)

@@ -603,13 +603,17 @@ def acceptability_curve(delta_qaly: np.ndarray, delta_cost: np.ndarray, threshol
     """CEAC: for each threshold lambda, the share of replicates with positive net benefit lambda dQ - dC."""
     ok = np.isfinite(delta_qaly) & np.isfinite(delta_cost)
     lam = np.asarray(thresholds, dtype=float)
+    if not ok.any():  # no replicate could be computed: the curve is unknown, not zero
+        return pd.DataFrame({"threshold": lam, "probability_cost_effective": np.full(lam.size, np.nan)})
     nb = lam[:, None] * delta_qaly[ok][None, :] - delta_cost[ok][None, :]
     return pd.DataFrame({"threshold": lam, "probability_cost_effective": (nb > 0).mean(axis=1)})
 
 
 def icer_statement(delta_cost: float, delta_effect: float, unit: str = "QALY") -> tuple[float, str]:
     """The ICER where it is meaningful, else what the point estimate means (an ICER alone is ambiguous)."""
-    if not (math.isfinite(delta_cost) and math.isfinite(delta_effect)) or delta_effect == 0:
+    if not (math.isfinite(delta_cost) and math.isfinite(delta_effect)):
+        return math.nan, "not estimated (the incremental cost or effect could not be computed)"
+    if delta_effect == 0:
         return math.nan, "not defined (no difference in effect)"
     ratio = delta_cost / delta_effect
     if delta_effect > 0 and delta_cost > 0:
@@ -1003,6 +1007,9 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
         mi_records, imputed_counts, mi_notes = _multiple_imputation(frame, plan, settings, effect, progress)
         records += mi_records
         notes += mi_notes
+    if not np.isfinite(point["delta_qaly"]) or not np.isfinite(point["delta_cost"]):
+        notes.append("the cost-effectiveness analysis could not be done: an arm has no participant with total cost, "
+                     "baseline cost and utilities at both time points")
     lo, hi, step = settings.thresholds
     grid = np.arange(lo, hi + step / 2, step)
     for lam in settings.inb_thresholds:
