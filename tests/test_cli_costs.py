@@ -110,3 +110,16 @@ def test_unpriced_service_is_a_user_error_naming_it(study, tmp_path, capsys):
     assert code == 2
     assert "service(s) day_centre (costs.services) have no unit cost" in err
     assert "Traceback" not in err
+
+
+def test_participant_costs_as_sav_carry_labels_with_the_price_year(study, tmp_path, capsys):
+    import pyreadstat
+
+    folder, files, _ = study
+    code, _, err = run(capsys, "costs", files["participants"], "--map", folder / "demo_study_map.yaml", "--plan",
+                       folder / "demo_plan.yaml", "-o", tmp_path / "c.csv", "--participant-costs", tmp_path / "pc.sav")
+    assert code == 0, err
+    frame, meta = pyreadstat.read_sav(tmp_path / "pc.sav")
+    assert meta.column_names_to_labels["service_cost"] == ("Cost of all services in the recall period (GBP, "
+                                                           "2013/14 prices)")
+    assert len(frame) == 2 * frame["participant_id"].nunique()

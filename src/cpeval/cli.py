@@ -462,7 +462,11 @@ def _write_participant_costs(analysis, path):
     if str(path).lower().endswith(".sav"):
         from cpeval.io import write_data
 
-        labels = {c: c.replace("_", " ") for c in table.columns}
+        year = analysis.settings.price_year
+        labels = {c: (f"Cost of {c[5:].replace('_', ' ')} in the recall period (GBP, {year} prices)"
+                      if c.startswith("cost_") else c.replace("_", " ")) for c in table.columns}
+        labels.update(service_cost=f"Cost of all services in the recall period (GBP, {year} prices)",
+                      implementation_cost=f"Implementation cost per participant (GBP, {year} prices; follow-up)")
         write_data(table, path, variable_labels=labels)
     else:
         table.to_csv(path, index=False)
