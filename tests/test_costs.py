@@ -429,3 +429,26 @@ def test_no_follow_up_utilities_in_one_arm_gives_notes_not_numbers():
     assert a.ceac["probability_cost_effective"].isna().all()  # unknown, not 0
     assert cc.loc["icer", "notes"].startswith("not estimated")
     assert any("cost-effectiveness analysis could not be done" in n for n in a.notes)
+
+
+def test_long_service_use_through_a_variable_map(tmp_path, tiny_analysis):
+    # an SPSS-style long export: ID, TIME coded 1/2, SERVICE, CONTACTS, MINS; renamed by a long variable map
+    rows = []
+    for r in _tiny().itertuples():
+        time = 1 if r.timepoint == "baseline" else 2
+        rows.append(dict(ID=r.participant_id, TIME=time, SERVICE="none", CONTACTS=None, MINS=None))
+        rows.append(dict(ID=r.participant_id, TIME=time, SERVICE="gp_surgery", CONTACTS=r.csri_gp, MINS=None))
+        rows.append(dict(ID=r.participant_id, TIME=time, SERVICE="cmht_contact", CONTACTS=r.csri_cmht, MINS=None))
+        rows.append(dict(ID=r.participant_id, TIME=time, SERVICE="community_specialist_nurse", CONTACTS=r.csri_csn,
+                         MINS=r.csri_csnmin))
+    pd.DataFrame(rows).to_csv(tmp_path / "use.csv", index=False)
+    (tmp_path / "use_map.yaml").write_text(
+        "format: long\nfixed: {ID: participant_id, SERVICE: service, CONTACTS: contacts, MINS: minutes_per_contact}\n"
+        "timepoint_column: TIME\ntimepoint_values: {1: baseline, 2: follow_up}\n")
+    settings = parse_cost_settings({"unit_costs": "unit_costs_pssru_example.csv", "price_year": "2013/14",
+                                    "price_index": "demo_price_index.csv", "service_use": "use.csv",
+                                    "service_use_map": "use_map.yaml", "implementation_costs": IMPLEMENTATION,
+                                    "bootstrap": {"replicates": 199, "seed": 11}}, str(tmp_path / "plan.yaml"))
+    a = analyse_costs(_tiny(), _plan(settings))
+    assert a.frame["total_cost"].to_numpy() == pytest.approx(tiny_analysis.frame["total_cost"].to_numpy())
+    assert a.frame["baseline_cost"].to_numpy() == pytest.approx(tiny_analysis.frame["baseline_cost"].to_numpy())

@@ -38,7 +38,7 @@ import pandas as pd
 from cpeval import __version__
 from cpeval.errors import CpevalError
 from cpeval.imputation import mice_pmm, rubin_pool
-from cpeval.plan import CostSettings, Plan, ServiceColumns
+from cpeval.plan import CostSettings, Plan
 from cpeval.qa import concat_qa, empty_qa, qa_frame
 
 UNITS = ("contact", "hour", "minute", "day")
@@ -48,7 +48,8 @@ NO_SERVICE = "none"  # a long service-use row saying "used nothing this period"
 CHUNK = 250  # replicates drawn per step: fixed, so a seed gives the same replicates whatever the total
 
 COST_RECORD_COLUMNS = [
-    "analysis", "key", "quantity", "unit", "sample", "estimate", "std_error", "conf_low", "conf_high", "interval_method",
+    "analysis", "key", "quantity", "unit", "sample", "estimate", "std_error", "conf_low", "conf_high",
+    "interval_method",
     "mean_treatment", "mean_control", "n_participants_treatment", "n_participants_control",
     "n_clusters_treatment", "n_clusters_control", "replicates", "imputations", "notes",
 ]
@@ -71,7 +72,8 @@ def resolve_cost_file(value: str, settings: CostSettings, key: str, plan_source:
         if candidate.is_file():
             return candidate
     where = " or ".join(str(c.parent) for c in candidates)
-    raise CpevalError(f"{plan_source}: costs.{key} file {value!r} not found (looked in {where}); expected a CSV file")
+    raise CpevalError(f"{plan_source}: costs.{key} file {value!r} not found (looked in {where}); expected an "
+                      "existing file")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -792,7 +794,8 @@ def _record(analysis: str, key: str, quantity: str, sample: str, estimate: float
             counts: dict, **extra) -> dict:
     finite = reps[np.isfinite(reps)]
     low, high = percentile_interval(finite, conf)
-    rec = dict(analysis=analysis, key=key, quantity=quantity, unit=unit_of(key), sample=sample, estimate=float(estimate),
+    rec = dict(analysis=analysis, key=key, quantity=quantity, unit=unit_of(key), sample=sample,
+               estimate=float(estimate),
                std_error=float(finite.std(ddof=1)) if finite.size > 1 else math.nan, conf_low=low, conf_high=high,
                interval_method=INTERVAL_BOOTSTRAP, replicates=int(finite.size), imputations=None, notes="")
     rec.update(counts)
@@ -896,7 +899,8 @@ def _multiple_imputation(frame: pd.DataFrame, plan: Plan, settings: CostSettings
             if key == "effect_adjusted":
                 label = f"{effect} difference, adjusted for baseline {effect}"
         records.append(dict(
-            analysis="multiple_imputation", key=key, quantity=label, unit=unit_of(key), sample=sample, estimate=pooled["estimate"],
+            analysis="multiple_imputation", key=key, quantity=label, unit=unit_of(key), sample=sample,
+            estimate=pooled["estimate"],
             std_error=pooled["std_error"], conf_low=pooled["conf_low"], conf_high=pooled["conf_high"],
             interval_method=INTERVAL_RUBIN, replicates=settings.replicates, imputations=md.imputations,
             notes=(f"imputed within arm by chained equations (predictive mean matching), {md.imputations} "
@@ -942,10 +946,14 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
         excluded = unpriced
         use, qa = service_costs_wide(data, plan, settings, prices, source)
     else:
-        from cpeval.io import read_data
+        from cpeval.io import load_variable_map, read_data
 
         use_path = resolve_cost_file(settings.service_use, settings, "service_use", plan.source)
-        imported = read_data(use_path)
+        use_map = None
+        if settings.service_use_map:
+            use_map = load_variable_map(resolve_cost_file(settings.service_use_map, settings, "service_use_map",
+                                                          plan.source))
+        imported = read_data(use_path, variable_map=use_map)
         if settings.exclude_unpriced:
             named = set(imported.data["service"].astype(str).str.strip()) if "service" in imported.data else set()
             excluded = sorted(named - set(prices["service"]) - {NO_SERVICE})
@@ -987,7 +995,8 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
                         unit="£ per QALY",
                         sample="cost-effectiveness", estimate=icer_value, interval_method="",
                         notes=icer_text + "; no interval (a ratio's interval is unreliable): see the acceptability "
-                                          "curve and net benefit", **_counts(frame, plan, _arrays(frame, False)["joint"])))
+                                          "curve and net benefit",
+                        **_counts(frame, plan, _arrays(frame, False)["joint"])))
     quadrants = [dict(plane="QALY", quadrant=q, share=s)
                  for q, s in quadrant_shares(reps["delta_qaly"], reps["delta_cost"]).items()]
     per_effect = {"value": math.nan, "statement": "no primary outcome", "effect": effect}

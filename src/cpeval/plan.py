@@ -72,6 +72,7 @@ class FidelitySettings:
 
 
 _COSTS_KEYS = {"perspective", "price_year", "unit_costs", "price_index", "recall_months", "services", "service_use",
+               "service_use_map",
                "exclude_unpriced", "implementation_costs", "utility", "effect", "horizon_months", "discount_rate",
                "bootstrap", "thresholds", "inb_thresholds"}
 SERVICE_MEASURES = ("contacts", "minutes_per_contact", "minutes", "hours", "days")
@@ -108,6 +109,7 @@ class CostSettings:
     recall_months: float = 6.0
     services: tuple[ServiceColumns, ...] = ()
     service_use: str | None = None
+    service_use_map: str | None = None  # a (long) variable map for the service_use file
     exclude_unpriced: bool = False
     implementation_costs: str | tuple[dict, ...] | None = None
     utility: str | None = None
@@ -134,7 +136,8 @@ def parse_cost_settings(raw: Any, name: str) -> CostSettings:
     out: dict[str, Any] = {"base_dir": str(Path(name).parent)}
     for key in ("unit_costs", "price_year"):
         _expect(key in raw, name, f"costs.{key}", None, "a value (it is required)")
-    for key in ("unit_costs", "price_year", "perspective", "price_index", "service_use", "utility", "effect"):
+    for key in ("unit_costs", "price_year", "perspective", "price_index", "service_use", "service_use_map", "utility",
+                "effect"):
         if raw.get(key) is not None:
             value = raw[key]
             _expect(isinstance(value, (str, int)) and str(value).strip() != "", name, f"costs.{key}", value,
@@ -176,6 +179,8 @@ def parse_cost_settings(raw: Any, name: str) -> CostSettings:
         out["services"] = tuple(parsed)
     _expect(bool(out.get("services")) != bool(out.get("service_use")), name, "costs.services", services,
             "either services (wide columns) or service_use (a long file), not both and not neither")
+    _expect(not out.get("service_use_map") or out.get("service_use"), name, "costs.service_use_map",
+            out.get("service_use_map"), "a map only together with service_use (the long file it maps)")
     impl = raw.get("implementation_costs")
     if impl is not None:
         if isinstance(impl, list):
