@@ -37,7 +37,7 @@ import pandas as pd
 
 from cpeval import __version__
 from cpeval.errors import CpevalError
-from cpeval.imputation import mice_pmm, rubin_pool
+from cpeval.imputation import add_team_mean, impute_columns, rubin_pool
 from cpeval.plan import CostSettings, Plan
 from cpeval.qa import concat_qa, empty_qa, qa_frame
 
@@ -374,8 +374,7 @@ def service_costs_long(use: pd.DataFrame, use_source: str, data: pd.DataFrame, p
         raise CpevalError(f"{use_source}: service(s) {', '.join(unknown_services)} have no unit cost; expected a row "
                           "for each in the unit-cost table, or costs.exclude_unpriced: true in the plan")
     dropped = service.isin(excluded).to_numpy() & ~bad_rows
-    cleaned = {m: _clean_measure(use[m], use.assign(**{d.participant: use[d.participant]}), plan, use_source, m, qa)
-               for m in measures}
+    cleaned = {m: _clean_measure(use[m], use, plan, use_source, m, qa) for m in measures}
     priced = prices.set_index("service")
     use_rows = pd.DataFrame({"participant": pid, "timepoint": tp, "service": service})
     quantity = np.full(len(use), np.nan)
@@ -393,16 +392,13 @@ def service_costs_long(use: pd.DataFrame, use_source: str, data: pd.DataFrame, p
     people = data.drop_duplicates(d.participant)[[d.participant]].assign(key=lambda f: f[d.participant].map(_team_key))
     grid = pd.MultiIndex.from_product([people["key"], list(d.timepoints), list(priced.index)],
                                       names=["participant", "timepoint", "service"]).to_frame(index=False)
-    summed = use_rows.groupby(["participant", "timepoint", "service"], as_index=False)["quantity"].sum(min_count=1)
-    grid = grid.merge(summed, how="left", on=["participant", "timepoint", "service"])
+    keys = ["participant", "timepoint", "service"]
+    grid = grid.merge(_sum_or_missing(use_rows, keys, "quantity").reset_index(), how="left", on=keys, indicator=True)
+    listed = (grid.pop("_merge") == "both").to_numpy()
     is_recorded = grid.set_index(["participant", "timepoint"]).index.isin(
         recorded.set_index(["participant", "timepoint"]).index)
-    missing_measure = grid["quantity"].isna() & grid.merge(
-        use_rows.assign(flag=use_rows["quantity"].isna()).groupby(["participant", "timepoint", "service"],
-                                                                  as_index=False)["flag"].any(),
-        how="left", on=["participant", "timepoint", "service"])["flag"].fillna(False).to_numpy(dtype=bool)
-    grid["quantity"] = np.where(is_recorded, grid["quantity"].fillna(0.0), np.nan)
-    grid.loc[missing_measure, "quantity"] = np.nan
+    # a listed service keeps its quantity (missing if a record was); an unlisted one in a recorded period was not used
+    grid["quantity"] = np.where(listed, grid["quantity"], np.where(is_recorded, 0.0, np.nan))
     back = dict(zip(people["key"], people[d.participant], strict=True))
     grid["participant"] = grid["participant"].map(back)
     grid = grid.merge(priced[["category", "unit", "unit_cost"]], left_on="service", right_index=True)
@@ -410,17 +406,20 @@ def service_costs_long(use: pd.DataFrame, use_source: str, data: pd.DataFrame, p
     return grid, qa_frame(qa) if qa else empty_qa()
 
 
+def _sum_or_missing(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
+    """Sum of ``value`` per group of ``keys``, missing when any value in the group is (vectorised, no Python loop)."""
+    grouped = frame[value].fillna(0.0).groupby([frame[k] for k in keys], observed=True)
+    out = grouped.sum()
+    out[frame[value].isna().groupby([frame[k] for k in keys], observed=True).any()] = np.nan
+    return out
+
+
 def period_costs(use: pd.DataFrame) -> pd.DataFrame:
     """Per participant and period: cost by category and in total (missing if any service is missing)."""
-    by_cat = use.pivot_table(index=["participant", "timepoint"], columns="category", values="cost",
-                             aggfunc=lambda s: s.sum(min_count=len(s)) if s.notna().all() else np.nan,
-                             dropna=False, observed=False)
+    by_cat = _sum_or_missing(use, ["participant", "timepoint", "category"], "cost").unstack("category")
     by_cat.columns = [f"cost_{c}".replace(" ", "_") for c in by_cat.columns]
-    totals = use.groupby(["participant", "timepoint"])["cost"].agg(
-        lambda s: s.sum() if s.notna().all() else np.nan)
-    out = by_cat.reset_index()
-    out["service_cost"] = totals.reindex(pd.MultiIndex.from_frame(out[["participant", "timepoint"]])).to_numpy()
-    return out
+    by_cat["service_cost"] = _sum_or_missing(use, ["participant", "timepoint"], "cost")
+    return by_cat.reset_index()
 
 
 def service_use_table(use: pd.DataFrame, arms: pd.Series, plan: Plan) -> pd.DataFrame:
@@ -807,7 +806,7 @@ def _record(analysis: str, key: str, quantity: str, sample: str, estimate: float
 
 
 def _complete_case(frame: pd.DataFrame, plan: Plan, settings: CostSettings, effect: str | None,
-                   progress) -> tuple[list[dict], dict[str, np.ndarray], dict[str, float]]:
+                   progress) -> tuple[list[dict], dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
     has_effect = effect is not None
     f = _arrays(frame, has_effect)
     point = {k: float(v) for k, v in _estimates(np.ones(len(frame)), f, settings.inb_thresholds, has_effect).items()}
@@ -830,7 +829,7 @@ def _complete_case(frame: pd.DataFrame, plan: Plan, settings: CostSettings, effe
         key = f"inb_{lam:g}"
         records.append(_record("complete_case", key, f"incremental net benefit at £{lam:,.0f} per QALY",
                                "cost-effectiveness", point[key], reps[key], conf, _counts(frame, plan, joint)))
-    return records, reps, point
+    return records, reps, point, f
 
 
 def _multiple_imputation(frame: pd.DataFrame, plan: Plan, settings: CostSettings, effect: str | None,
@@ -849,24 +848,13 @@ def _multiple_imputation(frame: pd.DataFrame, plan: Plan, settings: CostSettings
     notes = []
     for arm in d.arms:
         part = frame[frame["arm"] == arm].copy()
-        # the team's mean observed baseline cost is known for everyone: it carries some clustering into the
-        # imputation model and keeps rows of people never interviewed (nothing observed) in the model
-        part["team_mean_baseline_cost"] = part.groupby("cluster")["baseline_cost"].transform("mean")
-        part["team_mean_baseline_cost"] = part["team_mean_baseline_cost"].fillna(part["baseline_cost"].mean())
-        usable = [c for c in columns + ["team_mean_baseline_cost"] if part[c].notna().sum() >= 2]
-        unusable = [c for c in columns if c not in usable and part[c].isna().any()]
-        if unusable:
-            notes.append(f"multiple imputation: {', '.join(unusable)} has fewer than 2 observed values in the {arm} "
+        team_mean = add_team_mean(part, "baseline_cost")  # as the outcomes' imputation uses the baseline score
+        filled, left = impute_columns(part, columns + [team_mean], md.imputations, rng)
+        if left:
+            notes.append(f"multiple imputation: {', '.join(left)} has fewer than 2 observed values in the {arm} "
                          "arm and could not be imputed there")
-        block = part[usable].astype(float).to_numpy()
-        if np.isnan(block).any():
-            for i, values in enumerate(mice_pmm(block, md.imputations, rng)):
-                filled = part.copy()
-                filled[usable] = values
-                completed[i].append(filled)
-        else:
-            for i in range(md.imputations):
-                completed[i].append(part)
+        for i, piece in enumerate(filled):
+            completed[i].append(piece)
     horizon_years = settings.horizon_months / 12
     factor = _discount_factor(settings.discount_rate, horizon_years)
     per_key: dict[str, tuple[list[float], list[float]]] = {}
@@ -989,14 +977,14 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
     summary = pd.concat([summary, cost_summary_table(fu, plan, ["implementation_cost", "total_cost"])
                          .query("timepoint == @d.follow_up")], ignore_index=True)
 
-    records, reps, point = _complete_case(frame, plan, settings, effect, progress)
+    records, reps, point, arrays = _complete_case(frame, plan, settings, effect, progress)
     icer_value, icer_text = icer_statement(point["delta_cost"], point["delta_qaly"])
     records.append(dict(analysis="complete_case", key="icer", quantity="ICER (incremental cost per QALY)",
                         unit="£ per QALY",
                         sample="cost-effectiveness", estimate=icer_value, interval_method="",
                         notes=icer_text + "; no interval (a ratio's interval is unreliable): see the acceptability "
                                           "curve and net benefit",
-                        **_counts(frame, plan, _arrays(frame, False)["joint"])))
+                        **_counts(frame, plan, arrays["joint"])))
     quadrants = [dict(plane="QALY", quadrant=q, share=s)
                  for q, s in quadrant_shares(reps["delta_qaly"], reps["delta_cost"]).items()]
     per_effect = {"value": math.nan, "statement": "no primary outcome", "effect": effect}
@@ -1008,7 +996,7 @@ def analyse_costs(data: pd.DataFrame, plan: Plan, *, source: str = "data",
                             quantity=f"incremental cost per extra point of {effect}", unit="£ per point",
                             sample="cost and primary outcome", estimate=value, interval_method="",
                             notes=text + "; no interval: see the plane's quadrant shares",
-                            **_counts(frame, plan, _arrays(frame, True)["joint_effect"])))
+                            **_counts(frame, plan, arrays["joint_effect"])))
         quadrants += [dict(plane=effect, quadrant=q, share=s)
                       for q, s in quadrant_shares(reps["delta_effect"], reps["delta_cost_e"]).items()]
     imputed_counts: dict[str, int] = {}

@@ -23,6 +23,7 @@ variation reflects the uncertainty of the regression.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 _RIDGE = 1e-5  # as R mice's default ridge: keeps X'X invertible when predictors are nearly collinear
@@ -54,6 +55,37 @@ def mice_pmm(block: np.ndarray, imputations: int, rng: np.random.Generator, *, i
                 filled[missing[:, j], j] = _pmm_step(filled, j, missing[:, j], rng, donors)
         completed.append(filled)
     return completed
+
+
+def add_team_mean(part: pd.DataFrame, column: str, cluster: str = "cluster") -> str:
+    """Add ``team_mean_<column>``: the team's mean observed value of ``column`` (the group's mean where a team has
+    none) as an imputation predictor. It carries some of the clustering into the imputation model, and it is known
+    for everyone, so no participant's row is entirely missing (people recruited but never interviewed stay in).
+    Returns the new column's name."""
+    name = f"team_mean_{column}"
+    part[name] = part.groupby(cluster)[column].transform("mean")
+    part[name] = part[name].fillna(part[column].mean())
+    return name
+
+
+def impute_columns(part: pd.DataFrame, columns: list[str], imputations: int,
+                   rng: np.random.Generator) -> tuple[list[pd.DataFrame], list[str]]:
+    """``imputations`` completed copies of ``part`` (MICE with PMM over ``columns``), and the columns left as they
+    were because they have fewer than 2 observed values (those with something missing are listed).
+
+    Used one arm at a time (imputation within arm), so the arms' distributions are not mixed.
+    """
+    usable = [c for c in columns if part[c].notna().sum() >= 2]
+    left = [c for c in columns if c not in usable and part[c].isna().any()]
+    block = part[usable].astype(float).to_numpy()
+    if not np.isnan(block).any():
+        return [part] * imputations, left
+    completed = []
+    for values in mice_pmm(block, imputations, rng):
+        filled = part.copy()
+        filled[usable] = values
+        completed.append(filled)
+    return completed, left
 
 
 def _pmm_step(filled: np.ndarray, j: int, miss: np.ndarray, rng: np.random.Generator, donors: int) -> np.ndarray:

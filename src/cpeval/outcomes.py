@@ -8,7 +8,7 @@ For each outcome of the plan:
 - **longitudinal model** — score ~ arm x time + covariates + (1 | team) + (1 | participant) on every row with a
   score, so participants without follow-up still count; the arm x time term is the difference in change;
 - **multiple-imputation sensitivity analysis** for the primary model — missing follow-up (and baseline, numeric
-  covariates) imputed by chained equations with predictive mean matching (statsmodels MICE) separately within each
+  covariates) imputed by chained equations with predictive mean matching (cpeval.imputation) separately within each
   arm, the model refitted on each completed data set and pooled with Rubin's rules (Barnard-Rubin df).
 
 Results are tidy records with the same keys for every model and term (``RECORD_COLUMNS``). Problems that stop one
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cpeval.errors import CpevalError
-from cpeval.imputation import mice_pmm, rubin_pool
+from cpeval.imputation import add_team_mean, impute_columns, rubin_pool
 from cpeval.mixed import fit_mixed
 from cpeval.plan import Plan
 
@@ -300,22 +300,12 @@ def fit_primary_imputed(data: pd.DataFrame, plan: Plan, outcome: str, *, baselin
             missing = part[cov].isna().to_numpy()
             if missing.any() and observed.size:
                 part.loc[missing, cov] = rng.choice(observed, missing.sum())
-        # the team's mean observed baseline score is a predictor: it carries some of the clustering into the
-        # imputation model, and it is known for everyone, so no participant's row is entirely missing
-        # (MICEData would drop such rows: participants recruited but never interviewed)
-        part["team_mean_y0"] = part.groupby("cluster")["y0"].transform("mean")
-        part["team_mean_y0"] = part["team_mean_y0"].fillna(part["y0"].mean())
-        columns = ["y", "y0", "team_mean_y0", *numeric]
-        usable = [c for c in columns if part[c].notna().sum() >= 2]
-        block = part[usable].astype(float).reset_index(drop=True)
-        if block.isna().any().any():
-            for i, values in enumerate(mice_pmm(block.to_numpy(), settings.imputations, rng)):
-                filled = part.copy()
-                filled[usable] = values
-                completed[i].append(filled)
-        else:
-            for i in range(settings.imputations):
-                completed[i].append(part)
+        # the team's mean observed baseline score is a predictor (MICEData would drop the rows of participants
+        # recruited but never interviewed; with it, no row is entirely missing)
+        team_mean = add_team_mean(part, "y0")
+        filled, _ = impute_columns(part, ["y", "y0", team_mean, *numeric], settings.imputations, rng)
+        for i, piece in enumerate(filled):
+            completed[i].append(piece)
     estimates, variances, dfs, df_methods = [], [], [], set()
     for pieces in completed:
         full = pd.concat(pieces)

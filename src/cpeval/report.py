@@ -785,6 +785,27 @@ def distribution_figure_svg(dist: pd.DataFrame, *, suppress_below: int = 0,
 # ----------------------------------------------------------------------------------------------------------
 
 
+def check_suppress_below(suppress_below: Any) -> int:
+    """The report option suppress_below (k) as an int; anything but a whole number >= 0 is a user error."""
+    if isinstance(suppress_below, bool) or not isinstance(suppress_below, (int, np.integer)) or suppress_below < 0:
+        raise CpevalError(f"report option suppress_below is {suppress_below!r}; expected a whole number >= 0")
+    return int(suppress_below)
+
+
+def sections_k(context: Mapping, suppress_below: Any) -> int:
+    """k for sections added to an existing context: the larger of the option and the context's own setting, so a
+    report prepared for sharing never shows a small count."""
+    return max(check_suppress_below(suppress_below), int(context.get("meta", {}).get("suppress_below", 0) or 0))
+
+
+def add_sections_before_provenance(context: dict, sections: Iterable[tuple[str, str, dict]]) -> None:
+    """Add (id, title, data) sections in order before the provenance section (at the end when there is none)."""
+    ids = [s["id"] for s in context["sections"]]
+    position = ids.index("provenance") if "provenance" in ids else len(ids)
+    for offset, (section_id, title, data) in enumerate(sections):
+        add_section(context, section_id, title, data, position=position + offset)
+
+
 def add_section(context: dict, section_id: str, title: str, data: dict, *, template: str | None = None,
                 position: int | None = None) -> dict:
     """Add a section to a report context (in place) and return the context.
@@ -1084,9 +1105,7 @@ def build_study_context(scoring: Any, design: Design, *, source_name: str, impor
     -------
     ``{"meta": {...}, "summary": [{"label", "value"}], "sections": [{"id", "title", "template", "data"}]}``.
     """
-    if isinstance(suppress_below, bool) or not isinstance(suppress_below, (int, np.integer)) or suppress_below < 0:
-        raise CpevalError(f"report option suppress_below is {suppress_below!r}; expected a whole number >= 0")
-    k = int(suppress_below)
+    k = check_suppress_below(suppress_below)
     data: pd.DataFrame = scoring.data
     _require_columns(data, design)
     items = dict(getattr(scoring, "items", {}) or {})

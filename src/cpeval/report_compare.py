@@ -42,12 +42,13 @@ from cpeval.report import (
     _mpl_text,
     _Redactor,
     _suppressed,
-    add_section,
+    add_sections_before_provenance,
     fmt_count,
     fmt_number,
     fmt_pct,
     pretty,
     score_decimals,
+    sections_k,
 )
 
 __all__ = [
@@ -784,11 +785,7 @@ def add_comparison_sections(context: dict, comparison: Any, *, suppress_below: i
     Adds sections ``flow``, ``baseline``, ``results``, ``reliability`` and ``methods`` (in this order, before the
     provenance section when there is one, else at the end) and an "At a glance" tile with the primary result.
     """
-    from cpeval.errors import CpevalError
-
-    if isinstance(suppress_below, bool) or not isinstance(suppress_below, (int, np.integer)) or suppress_below < 0:
-        raise CpevalError(f"report option suppress_below is {suppress_below!r}; expected a whole number >= 0")
-    k = max(int(suppress_below), int(context.get("meta", {}).get("suppress_below", 0) or 0))
+    k = sections_k(context, suppress_below)
     score_labels, declared = _score_info(context)
     score_labels.update(labels or {})
     redact = _Redactor(participant_ids) if participant_ids is not None else None
@@ -799,19 +796,16 @@ def add_comparison_sections(context: dict, comparison: Any, *, suppress_below: i
     reliability = _reliability_section(comparison, k, _instrument_names(context), redact)
     methods = _methods_section(comparison, redact)
 
-    ids = [s["id"] for s in context["sections"]]
-    position = ids.index("provenance") if "provenance" in ids else len(ids)
     d = comparison.plan.design
     for data in (flow, baseline, results, reliability, methods):
         data["suppress_below"] = k  # the legends say what was suppressed here (may exceed the context's k)
-    for offset, (sid, title, data) in enumerate([
+    add_sections_before_provenance(context, [
         ("flow", "Participant flow (CONSORT for cluster trials)", flow),
         ("baseline", "Baseline characteristics by arm", baseline),
         ("results", f"Results: {pretty(d.treatment).lower()} versus {pretty(d.control).lower()}", results),
         ("reliability", "Reliability of the scales (Cronbach\u2019s alpha)", reliability),
         ("methods", "Methods text for a paper", methods),
-    ]):
-        add_section(context, sid, title, data, position=position + offset)
+    ])
     tile = _primary_tile(results)
     if tile is not None:
         context.setdefault("summary", []).append(tile)

@@ -43,7 +43,8 @@ from cpeval.report import (
     _mpl_text,
     _Redactor,
     _suppressed,
-    add_section,
+    add_sections_before_provenance,
+    sections_k,
     figure_rc,
     figure_svg,
     fmt_count,
@@ -729,11 +730,7 @@ def add_cost_sections(context: dict, analysis: Any, *, suppress_below: int = 0,
     ``costs_methods`` (in this order, before the provenance section when there is one, else at the end) and an
     "At a glance" tile with the adjusted cost difference and the net benefit at the first threshold.
     """
-    from cpeval.errors import CpevalError
-
-    if isinstance(suppress_below, bool) or not isinstance(suppress_below, (int, np.integer)) or suppress_below < 0:
-        raise CpevalError(f"report option suppress_below is {suppress_below!r}; expected a whole number >= 0")
-    k = max(int(suppress_below), int(context.get("meta", {}).get("suppress_below", 0) or 0))
+    k = sections_k(context, suppress_below)
     redact = _Redactor(participant_ids) if participant_ids is not None else None
     clean = _cleaner(redact)
 
@@ -741,16 +738,13 @@ def add_cost_sections(context: dict, analysis: Any, *, suppress_below: int = 0,
     results = _results_section(analysis, k, clean)
     methods = _methods_section(analysis, redact)
 
-    ids = [s["id"] for s in context["sections"]]
-    position = ids.index("provenance") if "provenance" in ids else len(ids)
     for data in (use, results, methods):
         data["suppress_below"] = k
-    for offset, (sid, title, data) in enumerate([
+    add_sections_before_provenance(context, [
         ("costs_use", "Service use and costs by arm", use),
         ("costs_results", "Cost-effectiveness", results),
         ("costs_methods", "Costs methods text", methods),
-    ]):
-        add_section(context, sid, title, data, position=position + offset)
+    ])
     tile = _cost_tile(results, arm_labels(analysis.plan))
     if tile is not None:
         context.setdefault("summary", []).append(tile)

@@ -34,11 +34,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from cpeval.errors import CpevalError
 from cpeval.fidelity import DOMAIN_LABELS, DOMAINS, ICC_TYPE, FidelityAnalysis
 from cpeval.report import (
     DASH,
@@ -51,7 +49,9 @@ from cpeval.report import (
     _natural_key,
     _Redactor,
     _suppressed,
-    add_section,
+    add_sections_before_provenance,
+    check_suppress_below,
+    sections_k,
     fmt_count,
     fmt_number,
     pretty,
@@ -100,12 +100,6 @@ _SU_STYLE = ("#c55a11", "s")
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _check_k(suppress_below: Any) -> int:
-    if isinstance(suppress_below, bool) or not isinstance(suppress_below, (int, np.integer)) or suppress_below < 0:
-        raise CpevalError(f"report option suppress_below is {suppress_below!r}; expected a whole number >= 0")
-    return int(suppress_below)
 
 
 def _cap(text: str) -> str:
@@ -158,7 +152,7 @@ def team_profiles(analysis: FidelityAnalysis, *, suppress_below: int = 0) -> pd.
     fewer than ``suppress_below`` ratings left out), the difference service users minus workers, and whether the
     domain is listed for action (``below_midpoint``, ``below_others``, ``action``; the rule is :data:`ACTION_RULE`).
     Means of groups with fewer than ``suppress_below`` ratings are NaN here."""
-    k = _check_k(suppress_below)
+    k = check_suppress_below(suppress_below)
     t = analysis.teams
     rows = []
     for team, arm in _team_order(analysis):
@@ -411,7 +405,7 @@ def add_fidelity_sections(context: dict, analysis: FidelityAnalysis, *, suppress
     (only when ``analysis.arm_comparison`` is not None), ``fidelity_outcomes`` (fidelity-outcome models, with the
     observational caution) and ``fidelity_notes``.
     """
-    k = max(_check_k(suppress_below), int(context.get("meta", {}).get("suppress_below", 0) or 0))
+    k = sections_k(context, suppress_below)
     redact = _Redactor(_ids(analysis))
     clean = lambda text: redact(text)  # noqa: E731
     labels, _ = _score_info(context)
@@ -447,10 +441,7 @@ def add_fidelity_sections(context: dict, analysis: FidelityAnalysis, *, suppress
              "n_unlinked": fmt_count(qa_n, k), "has_unlinked": qa_n > 0}
     sections.append(("fidelity_notes", "Fidelity: notes", notes))
 
-    ids = [s["id"] for s in context["sections"]]
-    position = ids.index("provenance") if "provenance" in ids else len(ids)
-    for offset, (sid, title, data) in enumerate(sections):
-        add_section(context, sid, title, data, position=position + offset)
+    add_sections_before_provenance(context, sections)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -542,7 +533,7 @@ def render_fidelity_report(analysis: FidelityAnalysis, *, study: str, generated:
     """
     from cpeval import __version__
 
-    k = _check_k(suppress_below)
+    k = check_suppress_below(suppress_below)
     profiles = team_profiles(analysis, suppress_below=k)
     returns = team_returns(analysis)
     team_rows = _team_rows(analysis, k)
